@@ -1,0 +1,1 @@
+"""TFLite export with a representative dataset, and float-vs-int8 parity."""

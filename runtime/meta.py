@@ -1,0 +1,143 @@
+"""The model sidecar JSON: everything a runtime needs to know besides the weights.
+
+Every model travels with one: ``DIR/model.json`` beside a trained ``DIR/model.keras``, and
+``X.json`` beside every exported ``X.tflite``. Schema (``format`` = ``kws-model/1``)::
+
+    {
+      "format": "kws-model/1",
+      "labels": ["yes", ..., "silence"],          # index = output class
+      "features": {...FeatureConfig...},          # sample rate, window, STFT/mel/log settings
+      "architecture": {"name": "dscnn", "params": {...}, "macs": 5100000, "parameters": 24000},
+      "quantization": {"type": "float32"|"dynamic"|"int8",
+                       "input":  {"dtype": "int8", "scale": 0.1, "zero_point": -3},
+                       "output": {"dtype": "int8", "scale": 0.2, "zero_point": 10}},
+      "detection": {"threshold": 0.7, "smoothing_windows": 3, "refractory_ms": 1000,
+                    "min_count": 1, ...},          # defaults for kws-listen (calibrated or not)
+      "source_model": "runs/dscnn/model.keras",
+      "sha256": "...",                            # of the .tflite file
+      "exported_utc": "2026-11-26T22:00:00Z",
+      "split": {...},                             # how the data were split for training
+      "parity": {...}                             # float vs int8 numbers (export)
+    }
+
+Only ``format``, ``labels`` and ``features`` are required; other keys are kept as they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from kws.runtime.errors import ModelError
+from kws.runtime.features import FeatureConfig
+
+FORMAT = "kws-model/1"
+
+#: Detection defaults used when a model's JSON has no ``detection`` section.
+DEFAULT_DETECTION: dict[str, Any] = {
+    "threshold": 0.7,
+    "smoothing_windows": 3,
+    "refractory_ms": 1000.0,
+    "min_count": 1,
+}
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """A parsed sidecar JSON. ``extra`` holds every other top-level key, unchanged."""
+
+    labels: tuple[str, ...]
+    features: FeatureConfig
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    # -- accessors -----------------------------------------------------------------------
+    @property
+    def quantization(self) -> Mapping[str, Any]:
+        return self.extra.get("quantization", {"type": "float32"})
+
+    @property
+    def detection(self) -> dict[str, Any]:
+        """Detection defaults: the JSON's ``detection`` over :data:`DEFAULT_DETECTION`."""
+        return {**DEFAULT_DETECTION, **self.extra.get("detection", {})}
+
+    def replace(self, **extra: Any) -> "ModelMeta":
+        """A copy with top-level ``extra`` keys set (``labels``/``features`` stay)."""
+        return ModelMeta(self.labels, self.features, {**self.extra, **extra})
+
+    # -- JSON ----------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "labels": list(self.labels), "features": self.features.to_dict(),
+                **{k: v for k, v in self.extra.items() if k not in ("format", "labels", "features")}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "model JSON") -> "ModelMeta":
+        if not isinstance(data, Mapping):
+            raise ModelError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        fmt = data.get("format")
+        if fmt != FORMAT:
+            raise ModelError(f"{source}: format {fmt!r} is not {FORMAT!r}")
+        labels = data.get("labels")
+        if (not isinstance(labels, list) or len(labels) < 2
+                or not all(isinstance(x, str) and x for x in labels) or len(set(labels)) != len(labels)):
+            raise ModelError(f"{source}: 'labels' must be a list of at least 2 distinct strings, "
+                             f"got {labels!r}")
+        if not isinstance(data.get("features"), Mapping):
+            raise ModelError(f"{source}: missing 'features' object")
+        try:
+            features = FeatureConfig.from_dict(data["features"])
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"{source}: bad 'features': {exc}") from None
+        except ModelError:
+            raise
+        except Exception as exc:  # KwsError from FeatureConfig validation
+            raise ModelError(f"{source}: bad 'features': {exc}") from None
+        extra = {k: v for k, v in data.items() if k not in ("format", "labels", "features")}
+        return cls(tuple(labels), features, extra)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the JSON (pretty, sorted keys) atomically; returns the path."""
+        path = Path(path)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ModelMeta":
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            raise ModelError(f"{path}: model JSON not found") from None
+        except OSError as exc:
+            raise ModelError(f"{path}: cannot read model JSON ({exc.strerror})") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        return cls.from_dict(data, source=str(path))
+
+
+def sidecar_path(model_path: str | Path) -> Path:
+    """``models/model_int8.tflite`` -> ``models/model_int8.json``."""
+    return Path(model_path).with_suffix(".json")
+
+
+def load_sidecar(model_path: str | Path) -> ModelMeta:
+    """The JSON that travels with ``model_path``; a model without one is refused."""
+    json_path = sidecar_path(model_path)
+    if not json_path.exists():
+        raise ModelError(f"{model_path}: no feature/label JSON beside it (expected {json_path}); "
+                         "export the model with convert/export.py, which writes it")
+    return ModelMeta.load(json_path)
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

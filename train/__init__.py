@@ -1,0 +1,1 @@
+"""Desktop side: data loading, models, augmentation and training (needs TensorFlow)."""

@@ -181,6 +181,38 @@ class TfliteModel:
         return out[0] if single else out
 
 
+def builtin_graph_details(path: str | Path, *, backend: str = "auto") -> tuple[list[dict], list[dict]]:
+    """(ops, tensors) of a model as its plain builtin ops, with no delegate applied.
+
+    With XNNPACK on, a loaded model's op list also holds DELEGATE nodes that stand in for the
+    ops they took over; graph analysis (MAC counting in :mod:`kws.runtime.tflite_graph`) wants
+    the plain graph, so this builds a separate interpreter with the backend's
+    ``OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES`` (where the backend has it).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found")
+    for name in BACKENDS if backend == "auto" else (backend,):
+        interpreter_cls = _import_backend(name) if name in BACKENDS else None
+        if interpreter_cls is not None:
+            break
+    else:
+        raise ModelError(f"no TFLite interpreter for backend {backend!r} is installed")
+    module = importlib.import_module(interpreter_cls.__module__)
+    resolver = getattr(module, "OpResolverType", None) or getattr(
+        getattr(module, "experimental", None), "OpResolverType", None)
+    kwargs = {}
+    if resolver is not None and hasattr(resolver, "BUILTIN_WITHOUT_DEFAULT_DELEGATES"):
+        kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    try:
+        interp = interpreter_cls(model_path=str(path), **kwargs)
+        interp.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{path}: not a loadable .tflite model ({first})") from None
+    return list(interp._get_ops_details()), list(interp.get_tensor_details())  # noqa: SLF001
+
+
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     """Numerically stable softmax, float32."""
     z = np.asarray(logits, dtype=np.float32)

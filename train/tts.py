@@ -1,0 +1,782 @@
+"""Demo speech from installed text-to-speech engines: a labelled npz and a stream with its truth.
+
+The project cannot ship recordings of people it did not record, so the quickstart speaks the
+ten keywords and some other words through whatever engines the machine has:
+
+* ``espeak-ng``: its English voices (en-gb, en-us, en-gb-scotland, en-029, ...) times its
+  voice variants (``+m1`` .. ``+m8``, ``+f1`` .. ``+f5``, ``+klatt`` .. and named ones);
+* ``flite``: its built-in voices (kal, awb, rms, slt; ``awb_time`` is a talking clock and
+  ``kal16`` is kal again, so both are left out);
+* ``festival``: every voice ``(voice.list)`` names (Debian: kal_diphone), through one batch
+  process;
+* ``mbrola``: the MBROLA voices that espeak-ng lists (``mb-us1`` ...), only where the
+  ``mbrola`` program and the voice's data are installed (Debian contrib/non-free).
+
+Each synthetic speaker is ``engine:voice:variant`` (e.g. ``espeak-ng:en-gb-scotland:m3``).
+Every clip is spoken with its own rate and pitch jitter, resampled to 8 kHz with a polyphase
+filter, trimmed to the word, placed at a random offset in one second, scaled to a random peak
+and mixed with coloured noise at a random SNR. ``silence`` clips are generated noise (and
+cut from an npz's ``silence`` clips when one is given).
+
+Nothing here says anything about accuracy on human speech: synthetic voices are far more alike
+than people. It is demo data, made by this generator, free of third-party recordings.
+
+``kws-data demo`` (see :func:`add_arguments` and :func:`run`) writes the npz in the seed's
+schema plus ``speaker`` and ``word``, and a stream wav with a truth JSON in the format of
+``kws-data stream``. Where no engine is installed it says so and returns
+:data:`EXIT_NO_ENGINE`, so that callers (the quickstart) can fall back to the committed
+``models/demo_stream.wav``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import wave
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from kws.runtime.errors import DataError, KwsError
+from kws.runtime.labels import KEYWORDS, SEED_LABELS, SILENCE, UNKNOWN
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE_HZ = 8000
+CLIP_SAMPLES = 8000
+
+#: ``kws-data demo`` returns this when no text-to-speech engine is installed.
+EXIT_NO_ENGINE = 3
+
+#: Engines in the order they are tried.
+ENGINES: tuple[str, ...] = ("espeak-ng", "flite", "festival", "mbrola")
+
+#: Words spoken as ``unknown``: the other words of Google Speech Commands. None of them sounds
+#: like a keyword (no "know", "write", "of").
+UNKNOWN_WORDS: tuple[str, ...] = (
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+    "bed", "bird", "cat", "dog", "happy", "house", "marvin", "sheila", "tree", "wow",
+    "learn", "follow", "forward", "backward", "visual",
+)
+
+#: espeak-ng voice variants that sound like a person (robots, whispers and effects left out).
+ESPEAK_VARIANTS: tuple[str, ...] = (
+    "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4", "f5",
+    "klatt", "klatt2", "klatt3", "klatt4", "klatt5", "klatt6",
+    "adam", "Alex", "Alicia", "Andrea", "Andy", "Annie", "aunty", "belinda", "benjamin", "caleb",
+    "david", "ed", "edward", "Gene", "grandma", "grandpa", "iven", "john", "Lee", "linda", "max",
+    "Michael", "Mike", "norbert", "paul", "quincy", "rob", "robert", "steph", "travis", "victor",
+    "zac",
+)
+
+#: flite voices left out: a limited-domain talking clock, and kal again at 16 kHz.
+FLITE_SKIP = frozenset({"awb_time", "kal16"})
+
+_COMMAND = {"espeak-ng": "espeak-ng", "flite": "flite", "festival": "festival", "mbrola": "espeak-ng"}
+_TIMEOUT_S = 60
+
+
+class NoEngineError(KwsError):
+    """No text-to-speech engine (or none of the asked ones) is installed."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, exit_code=EXIT_NO_ENGINE)
+
+
+# ------------------------------------------------------------------------------------------
+# Voices and engine detection
+# ------------------------------------------------------------------------------------------
+@dataclass(frozen=True, order=True)
+class Voice:
+    """One synthetic speaker: an engine, one of its voices and a variant (``""`` = none)."""
+
+    engine: str
+    voice: str
+    variant: str = ""
+    command: str = field(default="", compare=False, repr=False)  # resolved program path
+
+    @property
+    def speaker(self) -> str:
+        """``engine:voice:variant`` (variant ``default`` when there is none)."""
+        return f"{self.engine}:{self.voice}:{self.variant or 'default'}"
+
+
+def _run(cmd: Sequence[str], *, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(list(cmd), input=stdin, capture_output=True, text=True, timeout=_TIMEOUT_S,
+                          check=False)
+
+
+def _espeak_table(command: str, which: str) -> list[list[str]]:
+    """Rows of ``espeak-ng --voices=WHICH`` split on whitespace (header dropped)."""
+    try:
+        out = _run([command, f"--voices={which}"]).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        logger.warning("espeak-ng --voices=%s failed: %s", which, exc)
+        return []
+    return [line.split() for line in out.splitlines()[1:] if line.strip()]
+
+
+def _espeak_voices(command: str) -> tuple[list[str], list[str], list[str]]:
+    """(English espeak voices by language code, installed variants, mbrola voice names)."""
+    voices: list[str] = []
+    mbrola: list[str] = []
+    seen_files: set[str] = set()
+    for row in _espeak_table(command, "en"):
+        if len(row) < 5:
+            continue
+        lang, file = row[1], row[4]
+        if file in seen_files:
+            continue
+        seen_files.add(file)
+        if file.startswith("mb/"):
+            mbrola.append(file.split("/", 1)[1])
+        elif lang.startswith("en"):
+            voices.append(lang)
+    variants = [r[4].split("/", 1)[1] for r in _espeak_table(command, "variant") if len(r) > 4 and "/" in r[4]]
+    return voices, variants, mbrola
+
+
+def _mbrola_installed(name: str, path: str | None) -> bool:
+    """Whether espeak-ng's MBROLA voice ``mb-xx1`` can run: the mbrola program and its data."""
+    if shutil.which("mbrola", path=path) is None:
+        return False
+    base = name[3:].split("-", 1)[0]  # mb-us1 -> us1, mb-de1-en -> de1
+    roots = [Path("/usr/share/mbrola"), Path("/usr/share/mbrola/voices"), Path("/usr/local/share/mbrola")]
+    return any((r / base).exists() or (r / base / base).exists() for r in roots)
+
+
+def _probe(voice: Voice) -> bool:
+    try:
+        speak(voice, "yes")
+        return True
+    except (KwsError, OSError, subprocess.SubprocessError) as exc:
+        logger.debug("voice %s does not work: %s", voice.speaker, exc)
+        return False
+
+
+def detect_voices(*, engines: Iterable[str] = ENGINES, path: str | None = None,
+                  variants: Sequence[str] = ESPEAK_VARIANTS, probe: bool = True) -> list[Voice]:
+    """The voices of the installed engines.
+
+    Parameters
+    ----------
+    engines : iterable of str
+        Which of :data:`ENGINES` to look for.
+    path : str or None
+        The search path for the programs (``None``: ``$PATH``); ``""`` finds nothing.
+    variants : sequence of str
+        espeak-ng variants to combine with each English voice (only the installed ones are used).
+    probe : bool
+        Speak one word with one voice of each engine (and each MBROLA voice) to prove it works.
+
+    Returns
+    -------
+    list of Voice, sorted; empty when nothing is installed.
+    """
+    engines = list(engines)
+    unknown = [e for e in engines if e not in ENGINES]
+    if unknown:
+        raise DataError(f"unknown text-to-speech engine(s) {', '.join(unknown)}; expected some of "
+                        f"{', '.join(ENGINES)}")
+    found: list[Voice] = []
+    espeak = shutil.which("espeak-ng", path=path)
+    if espeak and ("espeak-ng" in engines or "mbrola" in engines):
+        ev, evariants, mbrola = _espeak_voices(espeak)
+        if "espeak-ng" in engines:
+            installed = set(evariants)
+            chosen = [""] + [v for v in variants if v in installed]
+            batch = [Voice("espeak-ng", v, var, espeak) for v in ev for var in chosen]
+            if batch and (not probe or _probe(batch[0])):
+                found += batch
+        if "mbrola" in engines:
+            for name in mbrola:
+                v = Voice("mbrola", name, "", espeak)
+                if _mbrola_installed(name, path) and (not probe or _probe(v)):
+                    found.append(v)
+    flite = shutil.which("flite", path=path)
+    if flite and "flite" in engines:
+        try:
+            out = _run([flite, "-lv"]).stdout
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        names = out.split(":", 1)[1].split() if ":" in out else []
+        batch = [Voice("flite", n, "", flite) for n in names if n not in FLITE_SKIP]
+        if batch and (not probe or _probe(batch[0])):
+            found += batch
+    festival = shutil.which("festival", path=path)
+    if festival and "festival" in engines:
+        try:
+            out = _run([festival, "--pipe"], stdin="(print (voice.list))\n").stdout
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        match = re.search(r"\(([^()]*)\)", out)
+        names = match.group(1).split() if match else []
+        batch = [Voice("festival", n, "", festival) for n in names]
+        found += [v for v in batch if not probe or _probe(v)]
+    return sorted(found)
+
+
+def describe_voices(voices: Sequence[Voice]) -> str:
+    """One line per engine: how many voices, and which."""
+    if not voices:
+        return "no text-to-speech engine found (looked for " + ", ".join(ENGINES) + ")"
+    lines = []
+    for engine in ENGINES:
+        vs = [v for v in voices if v.engine == engine]
+        if not vs:
+            continue
+        if engine == "espeak-ng":
+            base = sorted({v.voice for v in vs})
+            n_var = len({v.variant for v in vs})
+            lines.append(f"espeak-ng: {len(base)} English voices ({', '.join(base)}) x {n_var} variants "
+                         f"= {len(vs)} speakers")
+        else:
+            lines.append(f"{engine}: {', '.join(v.voice for v in vs)}")
+    return "\n".join(lines)
+
+
+def no_engine_message(engines: Sequence[str] = ENGINES) -> str:
+    return ("no text-to-speech engine found (looked for " + ", ".join(engines) + "); install one with "
+            "'sudo apt-get install espeak-ng flite festival', or use the committed demo stream "
+            "models/demo_stream.wav")
+
+
+# ------------------------------------------------------------------------------------------
+# Speaking one word
+# ------------------------------------------------------------------------------------------
+def _read_wav(path: Path) -> tuple[np.ndarray, int]:
+    """A 16-bit PCM wav as float32 mono and its rate (what the engines write)."""
+    try:
+        with wave.open(str(path), "rb") as w:
+            rate, width, channels, n = w.getframerate(), w.getsampwidth(), w.getnchannels(), w.getnframes()
+            raw = w.readframes(n)
+    except (OSError, EOFError, wave.Error) as exc:
+        raise DataError(f"{path}: the engine wrote no readable wav ({exc})") from exc
+    if width != 2:
+        raise DataError(f"{path}: expected 16-bit PCM from the engine, got {8 * width}-bit")
+    audio = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
+    return audio.reshape(-1, channels).mean(axis=1), rate
+
+
+def resample_to(audio: np.ndarray, from_hz: int, to_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
+    """Polyphase resampling (scipy), float32."""
+    if from_hz == to_hz:
+        return audio.astype(np.float32)
+    from scipy.signal import resample_poly
+
+    g = math.gcd(int(from_hz), int(to_hz))
+    return resample_poly(audio, int(to_hz) // g, int(from_hz) // g).astype(np.float32)
+
+
+def _espeak_cmd(voice: Voice, text: str, out: Path, rate: float, pitch: float) -> list[str]:
+    name = voice.voice if voice.engine == "mbrola" else voice.voice + (f"+{voice.variant}" if voice.variant else "")
+    return [voice.command or "espeak-ng", "-v", name, "-s", str(int(round(175 * rate))),
+            "-p", str(int(np.clip(round(50 * pitch), 0, 99))), "-w", str(out), text]
+
+
+def _flite_cmd(voice: Voice, text: str, out: Path, rate: float) -> list[str]:
+    return [voice.command or "flite", "-voice", voice.voice, "--setf", f"duration_stretch={1.0 / rate:.3f}",
+            "-t", text, "-o", str(out)]
+
+
+def _festival_script(items: Sequence[tuple[Voice, str, Path, float]]) -> str:
+    lines = []
+    for voice, text, out, rate in items:
+        safe = text.replace("\\", " ").replace('"', " ")
+        lines += [f"(voice_{voice.voice})", f"(Parameter.set 'Duration_Stretch {1.0 / rate:.3f})",
+                  f'(utt.save.wave (utt.synth (Utterance Text "{safe}")) "{out}" \'riff)']
+    return "\n".join(lines) + "\n"
+
+
+def _speak_files(items: Sequence[tuple[Voice, str, float, float]], tmp: Path, jobs: int) -> list[np.ndarray]:
+    """Speak each (voice, text, rate, pitch) into ``tmp``; returns float32 8 kHz audio."""
+    outs = [tmp / f"u{i:05d}.wav" for i in range(len(items))]
+    festival = [(v, t, o, r) for (v, t, r, _), o in zip(items, outs) if v.engine == "festival"]
+    if festival:
+        script = tmp / "festival.scm"
+        script.write_text(_festival_script(festival))
+        proc = subprocess.run([festival[0][0].command or "festival", "-b", str(script)], capture_output=True,
+                              text=True, timeout=_TIMEOUT_S + 2 * len(festival), check=False)
+        if proc.returncode != 0:
+            raise DataError(f"festival failed (exit {proc.returncode}): {proc.stderr.strip()[:200]}")
+
+    def one(i: int) -> None:
+        voice, text, rate, pitch = items[i]
+        if voice.engine == "festival":
+            return
+        if voice.engine in ("espeak-ng", "mbrola"):
+            cmd = _espeak_cmd(voice, text, outs[i], rate, pitch)
+        elif voice.engine == "flite":
+            cmd = _flite_cmd(voice, text, outs[i], rate)
+        else:
+            raise DataError(f"unknown engine {voice.engine!r}; expected one of {', '.join(ENGINES)}")
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_TIMEOUT_S, check=False)
+        if proc.returncode != 0 or not outs[i].is_file():
+            raise DataError(f"{voice.speaker} could not speak {text!r} (exit {proc.returncode}): "
+                            f"{proc.stderr.strip()[:200]}")
+
+    if jobs > 1:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            list(pool.map(one, range(len(items))))
+    else:
+        for i in range(len(items)):
+            one(i)
+    result = []
+    for (voice, text, _, _), out in zip(items, outs):
+        audio, rate_hz = _read_wav(out)
+        if audio.size == 0:
+            raise DataError(f"{voice.speaker} produced no audio for {text!r}")
+        result.append(resample_to(audio, rate_hz))
+        out.unlink()
+    return result
+
+
+def speak(voice: Voice, text: str, *, rate: float = 1.0, pitch: float = 1.0) -> np.ndarray:
+    """Speak ``text`` with ``voice``: untrimmed float32 audio at 8 kHz, shape (n,).
+
+    ``rate`` scales the speaking rate (1 = the engine's default), ``pitch`` the espeak-ng pitch
+    (other engines ignore it; :func:`demo_dataset` adds a speed perturbation for all).
+    """
+    with tempfile.TemporaryDirectory(prefix="kws-tts-") as tmp:
+        return _speak_files([(voice, text, rate, pitch)], Path(tmp), jobs=1)[0]
+
+
+# ------------------------------------------------------------------------------------------
+# Signal helpers
+# ------------------------------------------------------------------------------------------
+def trim_word(audio: np.ndarray, *, floor_db: float = -35.0, frame_samples: int = 80,
+              margin_samples: int = 160) -> np.ndarray:
+    """Cut leading and trailing silence: keep frames within ``floor_db`` of the loudest frame."""
+    n = len(audio) // frame_samples
+    if n == 0:
+        return audio
+    rms = np.sqrt(np.mean(audio[: n * frame_samples].reshape(n, frame_samples) ** 2, axis=1) + 1e-12)
+    loud = np.flatnonzero(20 * np.log10(rms / rms.max()) > floor_db)
+    start = max(0, loud[0] * frame_samples - margin_samples)
+    stop = min(len(audio), (loud[-1] + 1) * frame_samples + margin_samples)
+    return audio[start:stop]
+
+
+def speed_perturb(audio: np.ndarray, factor: float) -> np.ndarray:
+    """Play ``factor`` times faster (pitch and tempo together, like Kaldi's speed perturbation)."""
+    if abs(factor - 1.0) < 1e-3:
+        return audio
+    from fractions import Fraction
+
+    frac = Fraction(factor).limit_denominator(50)
+    from scipy.signal import resample_poly
+
+    return resample_poly(audio, frac.denominator, frac.numerator).astype(np.float32)
+
+
+def colored_noise(n: int, rng: np.random.Generator, *, kind: str | None = None) -> np.ndarray:
+    """Unit-RMS noise: ``white``, ``pink``, ``brown`` or ``hum`` (50/60 Hz harmonics + pink)."""
+    kind = kind or str(rng.choice(["white", "pink", "brown", "hum"]))
+    if kind not in ("white", "pink", "brown", "hum"):
+        raise DataError(f"unknown noise kind {kind!r}; expected white, pink, brown or hum")
+    white = rng.normal(0.0, 1.0, n)
+    if kind == "white":
+        y = white
+    else:
+        spec = np.fft.rfft(white)
+        f = np.arange(len(spec), dtype=np.float64)
+        f[0] = 1.0
+        spec /= np.sqrt(f) if kind in ("pink", "hum") else f
+        y = np.fft.irfft(spec, n)
+        if kind == "hum":
+            t = np.arange(n) / SAMPLE_RATE_HZ
+            mains = float(rng.choice([50.0, 60.0]))
+            y = y / (np.std(y) + 1e-12)
+            y += sum(rng.uniform(0.5, 2.0) / k * np.sin(2 * np.pi * mains * k * t + rng.uniform(0, 2 * np.pi))
+                     for k in range(1, 6))
+    y = y - y.mean()
+    return (y / (np.std(y) + 1e-12)).astype(np.float32)
+
+
+def _noise_bank(noise_npz: str | Path | None) -> np.ndarray | None:
+    """The ``silence`` clips of an npz as float32 (K, 8000), or None."""
+    if noise_npz is None:
+        return None
+    from kws.train.data import load_npz
+
+    ds = load_npz(noise_npz)
+    idx = np.flatnonzero(ds.labels == ds.label_names.index(SILENCE))
+    if idx.size == 0:
+        raise DataError(f"{noise_npz}: has no 'silence' clips to take noise from")
+    return ds.audio(idx)
+
+
+@dataclass(frozen=True)
+class Jitter:
+    """Per-utterance randomness."""
+
+    rate: tuple[float, float] = (0.8, 1.25)          # engine speaking rate
+    pitch: tuple[float, float] = (0.7, 1.3)          # espeak-ng pitch (x 50)
+    speed: tuple[float, float] = (0.92, 1.08)        # speed perturbation, all engines
+    peak: tuple[float, float] = (0.1, 0.9)           # word peak level
+    snr_db: tuple[float, float] = (10.0, 40.0)       # word RMS over noise RMS
+    silence_rms: tuple[float, float] = (3e-4, 5e-2)  # log-uniform level of silence clips
+
+
+# ------------------------------------------------------------------------------------------
+# The labelled set
+# ------------------------------------------------------------------------------------------
+def select_voices(voices: Sequence[Voice], *, n: int, n_stream: int, seed: int = 0) -> tuple[list[Voice], list[Voice]]:
+    """Pick ``n`` voices for the labelled set and ``n_stream`` others for the stream.
+
+    Every voice of flite, festival and MBROLA is taken (they are few); espeak-ng voice x variant
+    combinations fill the rest, spread over its English voices. The stream's voices are held out
+    from the set (round robin over engines) unless there is only one voice.
+    """
+    if not voices:
+        raise NoEngineError(no_engine_message())
+    rng = np.random.default_rng(seed)
+    espeak = [v for v in voices if v.engine == "espeak-ng"]
+    others = [v for v in voices if v.engine != "espeak-ng"]
+    rng.shuffle(others)
+    by_base: dict[str, list[Voice]] = {}
+    for v in espeak:
+        by_base.setdefault(v.voice, []).append(v)
+    for vs in by_base.values():
+        rng.shuffle(vs)
+    rr: list[Voice] = []
+    bases = sorted(by_base)
+    rng.shuffle(bases)
+    for i in range(max((len(vs) for vs in by_base.values()), default=0)):
+        rr += [by_base[b][i] for b in bases if i < len(by_base[b])]
+    pool = (others + rr)[: n + n_stream]
+    if len(pool) == 1:
+        return list(pool), list(pool)
+    # Stream voices: round robin over engines, taking engines with most voices first.
+    n_stream = min(n_stream, len(pool) - 1)
+    stream: list[Voice] = []
+    engines = sorted({v.engine for v in pool}, key=lambda e: -sum(v.engine == e for v in pool))
+    while len(stream) < n_stream:
+        for e in engines:
+            cand = [v for v in pool if v.engine == e and v not in stream]
+            if len(stream) < n_stream and len(cand) > 1:
+                stream.append(cand[-1])
+        if not any(sum(v.engine == e and v not in stream for v in pool) > 1 for e in engines):
+            break
+    train = [v for v in pool if v not in stream][:n]
+    return train, stream
+
+
+def _place(word: np.ndarray, rng: np.random.Generator, jitter: Jitter, noise: np.ndarray) -> np.ndarray:
+    """Word at a random offset in one second, scaled to a random peak, over noise at a random SNR."""
+    limit = CLIP_SAMPLES - 400
+    if len(word) > limit:
+        word = speed_perturb(word, len(word) / limit)[:limit]
+    word = word * np.float32(rng.uniform(*jitter.peak) / (np.abs(word).max() + 1e-9))
+    clip = np.zeros(CLIP_SAMPLES, np.float32)
+    start = int(rng.integers(0, CLIP_SAMPLES - len(word) + 1))
+    clip[start:start + len(word)] = word
+    rms = float(np.sqrt(np.mean(word ** 2)))
+    snr = rng.uniform(*jitter.snr_db)
+    clip += noise * np.float32(rms / 10 ** (snr / 20))
+    return np.clip(clip, -1.0, 1.0)
+
+
+def _silence_clip(rng: np.random.Generator, jitter: Jitter, bank: np.ndarray | None) -> np.ndarray:
+    level = math.exp(rng.uniform(math.log(jitter.silence_rms[0]), math.log(jitter.silence_rms[1])))
+    clip = colored_noise(CLIP_SAMPLES, rng) * np.float32(level)
+    if bank is not None and rng.random() < 0.5:
+        real = bank[int(rng.integers(len(bank)))]
+        clip = real * np.float32(rng.uniform(0.3, 1.5)) + 0.1 * clip
+    return np.clip(clip, -1.0, 1.0).astype(np.float32)
+
+
+def _utterances(voices: Sequence[Voice], words: Sequence[str], rng: np.random.Generator, jitter: Jitter,
+                jobs: int, progress: bool, desc: str) -> list[np.ndarray]:
+    """Speak ``words[i]`` with ``voices[i]`` (jittered), trimmed; in chunks with a progress bar."""
+    items = [(v, w, float(rng.uniform(*jitter.rate)), float(rng.uniform(*jitter.pitch)))
+             for v, w in zip(voices, words)]
+    speeds = rng.uniform(*jitter.speed, len(items))
+    out: list[np.ndarray] = []
+    from tqdm.auto import tqdm
+
+    chunk = 64
+    with tempfile.TemporaryDirectory(prefix="kws-tts-") as tmp, \
+            tqdm(total=len(items), desc=desc, unit="word", disable=not progress, leave=False) as bar:
+        for i in range(0, len(items), chunk):
+            audio = _speak_files(items[i:i + chunk], Path(tmp), jobs)
+            out += [trim_word(speed_perturb(a, float(s))) for a, s in zip(audio, speeds[i:i + chunk])]
+            bar.update(len(audio))
+    return out
+
+
+def demo_dataset(voices: Sequence[Voice], *, clips_per_label: int = 40, seed: int = 0,
+                 noise_npz: str | Path | None = None, jitter: Jitter = Jitter(), jobs: int = 2,
+                 progress: bool = True) -> dict[str, np.ndarray]:
+    """A labelled demo set in the seed npz schema, spoken by ``voices``.
+
+    Each keyword and ``unknown`` gets ``clips_per_label`` clips, the voices taking turns (so
+    every voice says every keyword when there are enough clips); ``unknown`` clips say words
+    from :data:`UNKNOWN_WORDS`; ``silence`` clips are noise.
+
+    Returns
+    -------
+    dict with ``wav_vals`` float32 (N, 8000) in [-1, 1], ``label_vals`` str (N, 1),
+    ``speaker`` str (N,) (``engine:voice:variant``, ``noise`` for silence) and ``word`` str (N,).
+    """
+    if not voices:
+        raise NoEngineError(no_engine_message())
+    if clips_per_label < 1:
+        raise DataError(f"clips_per_label={clips_per_label}; expected at least 1")
+    rng = np.random.default_rng(seed)
+    bank = _noise_bank(noise_npz)
+    labels, words, speakers = [], [], []
+    for label in SEED_LABELS:
+        if label == SILENCE:
+            continue
+        offset = int(rng.integers(len(voices)))
+        for i in range(clips_per_label):
+            labels.append(label)
+            words.append(str(rng.choice(UNKNOWN_WORDS)) if label == UNKNOWN else label)
+            speakers.append(voices[(offset + i) % len(voices)])
+    audio = _utterances(speakers, words, rng, jitter, jobs, progress, "speaking")
+    clips = [_place(a, rng, jitter, colored_noise(CLIP_SAMPLES, rng)) for a in audio]
+    clips += [_silence_clip(rng, jitter, bank) for _ in range(clips_per_label)]
+    labels += [SILENCE] * clips_per_label
+    words += [""] * clips_per_label
+    names = [v.speaker for v in speakers] + ["noise"] * clips_per_label
+    order = rng.permutation(len(clips))
+    return {
+        "wav_vals": np.stack(clips)[order].astype(np.float32),
+        "label_vals": np.array(labels)[order][:, None],
+        "speaker": np.array(names)[order],
+        "word": np.array(words)[order],
+    }
+
+
+# ------------------------------------------------------------------------------------------
+# The demo stream
+# ------------------------------------------------------------------------------------------
+def demo_stream(voices: Sequence[Voice], *, seconds: float = 36.0, seed: int = 0, unknown_fraction: float = 0.3,
+                gap_s: tuple[float, float] = (1.0, 2.2), noise_rms: float = 0.004,
+                noise_npz: str | Path | None = None, jitter: Jitter = Jitter(snr_db=(20.0, 40.0)),
+                jobs: int = 2, progress: bool = True) -> tuple[np.ndarray, dict]:
+    """A stream of keywords and other words at known times over background noise.
+
+    Keywords come in shuffled rounds (each of the ten once per round); a fraction
+    ``unknown_fraction`` of the utterances are other words. Gaps between words are uniform in
+    ``gap_s`` seconds, so a 1 s refractory period never merges two events.
+
+    Returns
+    -------
+    audio : float32 (round(seconds * 8000),) in [-1, 1] at 8 kHz
+    truth : dict in the ``kws-data stream`` format: ``sample_rate_hz``, ``duration_s``,
+        ``events`` [{label, start_s, end_s, speaker}], ``unknown_events`` [{label, word,
+        start_s, end_s, speaker}], ``settings``.
+    """
+    if not voices:
+        raise NoEngineError(no_engine_message())
+    if seconds < 3:
+        raise DataError(f"stream seconds={seconds}; expected at least 3")
+    rng = np.random.default_rng(seed)
+    n_total = int(round(seconds * SAMPLE_RATE_HZ))
+    # Plan more words than fit, speak them, then lay them out until the stream is full.
+    n_plan = int(seconds / (gap_s[0] + 0.3)) + 2
+    plan: list[tuple[str, str]] = []
+    round_kw: list[str] = []
+    for _ in range(n_plan):
+        if rng.random() < unknown_fraction:
+            plan.append((UNKNOWN, str(rng.choice(UNKNOWN_WORDS))))
+        else:
+            if not round_kw:
+                round_kw = list(rng.permutation(KEYWORDS))
+            kw = round_kw.pop()
+            plan.append((kw, kw))
+    who = [voices[int(rng.integers(len(voices)))] for _ in plan]
+    audio_words = _utterances(who, [w for _, w in plan], rng, jitter, jobs, progress, "stream")
+    bank = _noise_bank(noise_npz)
+    background = colored_noise(n_total, rng, kind="pink") * np.float32(noise_rms)
+    if bank is not None:
+        reps = np.concatenate([bank[int(rng.integers(len(bank)))] for _ in range(n_total // CLIP_SAMPLES + 1)])
+        background += reps[:n_total] * np.float32(0.5)
+    stream = background.copy()
+    events, unknown_events = [], []
+    t = int(rng.uniform(0.5, 1.5) * SAMPLE_RATE_HZ)
+    for (label, word), voice, a in zip(plan, who, audio_words):
+        a = a * np.float32(rng.uniform(*jitter.peak) / (np.abs(a).max() + 1e-9))
+        if t + len(a) > n_total - int(0.3 * SAMPLE_RATE_HZ):
+            break
+        stream[t:t + len(a)] += a
+        ev = {"label": label, "start_s": round(t / SAMPLE_RATE_HZ, 4),
+              "end_s": round((t + len(a)) / SAMPLE_RATE_HZ, 4), "speaker": voice.speaker}
+        if label == UNKNOWN:
+            unknown_events.append({**ev, "word": word})
+        else:
+            events.append(ev)
+        t += len(a) + int(rng.uniform(*gap_s) * SAMPLE_RATE_HZ)
+    truth = {
+        "sample_rate_hz": SAMPLE_RATE_HZ,
+        "duration_s": n_total / SAMPLE_RATE_HZ,
+        "events": events,
+        "unknown_events": unknown_events,
+        "settings": {
+            "generator": "kws-data demo (kws.train.tts)",
+            "seed": seed,
+            "voices": sorted({v.speaker for v in voices}),
+            "engines": sorted({v.engine for v in voices}),
+            "unknown_fraction": unknown_fraction,
+            "gap_s": list(gap_s),
+            "background": "pink noise" + (f" + silence clips of {noise_npz}" if noise_npz else ""),
+            "noise_rms": noise_rms,
+            "peak": list(jitter.peak),
+        },
+    }
+    return np.clip(stream, -1.0, 1.0).astype(np.float32), truth
+
+
+def write_wav16(path: str | Path, audio: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ) -> Path:
+    """Write mono float32 audio as 16-bit PCM."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pcm = np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sample_rate_hz)
+        w.writeframes(pcm.tobytes())
+    return path
+
+
+# ------------------------------------------------------------------------------------------
+# kws-data demo
+# ------------------------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``kws-data demo``."""
+    parser.add_argument("--out", type=Path, default=None, metavar="DEMO.npz",
+                        help="write the labelled demo set here (seed schema + speaker, word)")
+    parser.add_argument("--stream", type=Path, default=None, metavar="STREAM.wav",
+                        help="write a demo stream (8 kHz 16-bit mono) here")
+    parser.add_argument("--truth", type=Path, default=None, metavar="TRUTH.json",
+                        help="the stream's truth JSON (default: STREAM.truth.json)")
+    parser.add_argument("--clips-per-label", type=int, default=40,
+                        help="clips per label in the npz (default 40)")
+    parser.add_argument("--voices", type=int, default=30, dest="n_voices",
+                        help="how many synthetic speakers speak the npz (default 30)")
+    parser.add_argument("--stream-voices", type=int, default=4,
+                        help="speakers of the stream, held out from the npz (default 4)")
+    parser.add_argument("--stream-seconds", type=float, default=36.0, help="stream length (default 36)")
+    parser.add_argument("--engines", default=",".join(ENGINES),
+                        help=f"comma-separated engines to use (default {','.join(ENGINES)})")
+    parser.add_argument("--noise", type=Path, default=None, metavar="FILE.npz",
+                        help="also cut silence clips and the stream's background from this npz's silence clips")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--jobs", type=int, default=2, help="engine processes at once (default 2)")
+    parser.add_argument("--list-voices", action="store_true", help="print the voices found and exit")
+    parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
+
+
+@dataclass
+class DemoResult:
+    """What :func:`generate` wrote."""
+
+    voices: list[Voice]
+    train_voices: list[Voice]
+    stream_voices: list[Voice]
+    npz: Path | None = None
+    n_clips: int = 0
+    stream: Path | None = None
+    truth: Path | None = None
+    n_events: int = 0
+    n_unknown_events: int = 0
+    description: str = ""
+
+
+def _engines(spec: str | Sequence[str]) -> list[str]:
+    names = [e.strip() for e in spec.split(",")] if isinstance(spec, str) else list(spec)
+    names = [e for e in names if e]
+    bad = [e for e in names if e not in ENGINES]
+    if bad or not names:
+        raise DataError(f"--engines {spec!r}: expected a comma-separated subset of {','.join(ENGINES)}")
+    return names
+
+
+def generate(*, out: str | Path | None = None, stream: str | Path | None = None, truth: str | Path | None = None,
+             clips_per_label: int = 40, n_voices: int = 30, stream_voices: int = 4, stream_seconds: float = 36.0,
+             engines: str | Sequence[str] = ENGINES, noise_npz: str | Path | None = None, seed: int = 0,
+             jobs: int = 2, force: bool = False, progress: bool = True,
+             path: str | None = None) -> DemoResult:
+    """Detect engines, then write the demo npz and/or stream. Raises :class:`NoEngineError`."""
+    if out is None and stream is None:
+        raise DataError("nothing to write: give --out DEMO.npz and/or --stream STREAM.wav")
+    for name, value, lo in (("--clips-per-label", clips_per_label, 1), ("--voices", n_voices, 1),
+                            ("--stream-voices", stream_voices, 1), ("--jobs", jobs, 1)):
+        if value < lo:
+            raise DataError(f"{name} {value}: expected at least {lo}")
+    truth = Path(truth) if truth else (Path(stream).with_suffix(".truth.json") if stream else None)
+    for p in (out, stream, truth):
+        if p is not None and Path(p).exists() and not force:
+            raise DataError(f"{p} exists; use --force to overwrite it")
+    engine_list = _engines(engines)
+    voices = detect_voices(engines=engine_list, path=path)
+    if not voices:
+        raise NoEngineError(no_engine_message(engine_list))
+    desc = describe_voices(voices)
+    logger.info("text-to-speech voices found:\n%s", desc)
+    train_v, stream_v = select_voices(voices, n=n_voices, n_stream=stream_voices, seed=seed)
+    result = DemoResult(voices, train_v, stream_v, description=desc)
+    if out is not None:
+        data = demo_dataset(train_v, clips_per_label=clips_per_label, seed=seed, noise_npz=noise_npz, jobs=jobs,
+                            progress=progress)
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "wb") as fh:  # np.savez on a path would append .npz to other suffixes
+            np.savez(fh, **data)
+        result.npz, result.n_clips = Path(out), len(data["wav_vals"])
+        logger.info("wrote %s: %d clips, %d speakers (%s)", out, result.n_clips, len(train_v),
+                    ", ".join(sorted({v.engine for v in train_v})))
+    if stream is not None:
+        audio, tr = demo_stream(stream_v, seconds=stream_seconds, seed=seed + 1, noise_npz=noise_npz, jobs=jobs,
+                                progress=progress)
+        write_wav16(stream, audio)
+        truth.parent.mkdir(parents=True, exist_ok=True)
+        truth.write_text(json.dumps(tr, indent=2) + "\n")
+        result.stream, result.truth = Path(stream), truth
+        result.n_events, result.n_unknown_events = len(tr["events"]), len(tr["unknown_events"])
+        logger.info("wrote %s (%.1f s, %d keywords, %d other words; voices %s) and %s", stream, tr["duration_s"],
+                    result.n_events, result.n_unknown_events, ", ".join(v.speaker for v in stream_v), truth)
+    return result
+
+
+def run(args: argparse.Namespace) -> int:
+    """``kws-data demo``: returns 0, or :data:`EXIT_NO_ENGINE` (3) when no engine is installed.
+
+    Other problems raise :class:`KwsError` (caught by the command's ``run_main``).
+    """
+    engines = _engines(args.engines)
+    if args.list_voices:
+        voices = detect_voices(engines=engines)
+        print(describe_voices(voices))
+        for v in voices:
+            print(v.speaker)
+        return 0 if voices else EXIT_NO_ENGINE
+    try:
+        res = generate(out=args.out, stream=args.stream, truth=args.truth, clips_per_label=args.clips_per_label,
+                       n_voices=args.n_voices, stream_voices=args.stream_voices, stream_seconds=args.stream_seconds,
+                       engines=engines, noise_npz=args.noise, seed=args.seed, jobs=args.jobs, force=args.force,
+                       progress=os.isatty(2))
+    except NoEngineError as exc:
+        print(f"kws-data demo: {exc}", flush=True)
+        return EXIT_NO_ENGINE
+    print("voices found:")
+    print("  " + res.description.replace("\n", "\n  "))
+    if res.npz:
+        print(f"{res.npz}: {res.n_clips} clips, {len(res.train_voices)} speakers "
+              f"({', '.join(sorted({v.engine for v in res.train_voices}))})")
+    if res.stream:
+        print(f"{res.stream}: {args.stream_seconds:.1f} s, {res.n_events} keywords, {res.n_unknown_events} other "
+              f"words, voices {', '.join(v.speaker for v in res.stream_voices)}; truth {res.truth}")
+    return 0

@@ -188,6 +188,18 @@ def _memmap_member(path: Path, zf: zipfile.ZipFile, key: str) -> np.ndarray | No
         raise _fail(path, f"truncated: {key} needs {n_bytes} bytes of data that the file does not hold")
     if n_bytes == 0:
         return None
+    # The same integrity check np.load does, in chunks: the member's CRC-32.
+    crc, remaining = 0, info.file_size
+    with open(path, "rb") as fh:
+        fh.seek(data_start)
+        while remaining > 0:
+            buf = fh.read(min(1 << 24, remaining))
+            if not buf:
+                break
+            crc = zlib.crc32(buf, crc)
+            remaining -= len(buf)
+    if remaining or crc != info.CRC:
+        raise _fail(path, f"truncated or corrupt zip: {key} fails its CRC-32 check; download or write it again")
     return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=tuple(shape))
 
 

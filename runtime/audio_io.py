@@ -1,0 +1,205 @@
+"""Reading and writing WAV files with numpy alone.
+
+:func:`read_wav` parses the RIFF container itself (the stdlib :mod:`wave` reads neither IEEE
+float nor every ``WAVE_FORMAT_EXTENSIBLE`` file), so that a Raspberry Pi needs nothing but
+numpy. Supported encodings:
+
+==========================  ============================================================
+format tag                  sample formats
+==========================  ============================================================
+1 (PCM)                     8-bit unsigned, 16-, 24- and 32-bit signed little-endian
+3 (IEEE float)              32- and 64-bit
+0xFFFE (EXTENSIBLE)         either of the above, as named by its sub-format GUID
+==========================  ============================================================
+
+Any number of channels is read; :func:`to_mono` averages them. Everything else (A-law, mu-law,
+ADPCM, big-endian RIFX, a truncated header, an empty data chunk) is refused with a one-line
+:class:`~kws.runtime.errors.DataError` that names the file and what is wrong.
+
+A data chunk whose declared size runs past the end of the file (what ``arecord`` leaves when
+it is interrupted, or writes as 0xFFFFFFFF when streaming) is read up to the last whole frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from kws.runtime.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+WAVE_FORMAT_PCM = 0x0001
+WAVE_FORMAT_IEEE_FLOAT = 0x0003
+WAVE_FORMAT_EXTENSIBLE = 0xFFFE
+_FORMAT_NAMES = {0x0002: "MS ADPCM", 0x0006: "A-law", 0x0007: "mu-law", 0x0011: "IMA ADPCM",
+                 0x0055: "MPEG layer 3"}
+_EXPECTED = "PCM 8/16/24/32-bit or IEEE float 32/64-bit"
+
+
+def _parse_fmt(path: Path, body: bytes) -> tuple[int, int, int, int, int]:
+    """-> (format_tag, channels, sample_rate_hz, block_align, bits_per_sample)."""
+    if len(body) < 16:
+        raise DataError(f"{path}: corrupt WAV 'fmt ' chunk ({len(body)} bytes, expected >= 16)")
+    tag, channels, rate, _byte_rate, block_align, bits = struct.unpack("<HHIIHH", body[:16])
+    if tag == WAVE_FORMAT_EXTENSIBLE:
+        if len(body) < 40:
+            raise DataError(f"{path}: corrupt WAVE_FORMAT_EXTENSIBLE header ({len(body)} bytes, "
+                            "expected 40)")
+        # cbSize(2) validBits(2) channelMask(4) SubFormat GUID(16): the format code is its first 2 bytes.
+        tag = struct.unpack("<H", body[24:26])[0]
+    return tag, channels, rate, block_align, bits
+
+
+def _decode(path: Path, raw: bytes, tag: int, channels: int, bits: int) -> np.ndarray:
+    """Raw little-endian frames -> float32 (n_frames, channels) in [-1, 1] (float: as stored)."""
+    if tag == WAVE_FORMAT_PCM:
+        if bits == 8:
+            data = (np.frombuffer(raw, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
+        elif bits == 16:
+            data = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
+        elif bits == 24:
+            b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
+            ints = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+            ints = np.where(ints >= 1 << 23, ints - (1 << 24), ints)
+            data = ints.astype(np.float32) / float(1 << 23)
+        elif bits == 32:
+            data = (np.frombuffer(raw, dtype="<i4").astype(np.float64) / float(1 << 31)).astype(np.float32)
+        else:
+            raise DataError(f"{path}: unsupported PCM sample size {bits} bits; expected {_EXPECTED}")
+    elif tag == WAVE_FORMAT_IEEE_FLOAT:
+        if bits not in (32, 64):
+            raise DataError(f"{path}: unsupported float sample size {bits} bits; expected {_EXPECTED}")
+        data = np.frombuffer(raw, dtype="<f4" if bits == 32 else "<f8").astype(np.float32)
+        if not np.all(np.isfinite(data)):
+            raise DataError(f"{path}: float WAV contains NaN or infinite samples")
+    else:
+        name = _FORMAT_NAMES.get(tag, "unknown")
+        raise DataError(f"{path}: unsupported WAV encoding (format tag 0x{tag:04X}, {name}); "
+                        f"expected {_EXPECTED}")
+    return data.reshape(-1, channels)
+
+
+def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
+    """Read a WAV file.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    audio : np.ndarray, float32, shape (n_samples, n_channels)
+        Integer PCM scaled to [-1, 1) (16-bit: ``x / 32768``); float files as stored.
+    sample_rate_hz : int
+
+    Raises
+    ------
+    DataError
+        Missing, unreadable, not a WAV, corrupt, an unsupported encoding, or no samples.
+    """
+    path = Path(path)
+    try:
+        blob = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: WAV file not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, expected a WAV file") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read WAV file ({exc.strerror})") from None
+    if len(blob) < 12 or blob[:4] != b"RIFF" or blob[8:12] != b"WAVE":
+        what = "empty file" if not blob else "no RIFF/WAVE header"
+        raise DataError(f"{path}: not a WAV file ({what})")
+
+    fmt = None
+    data_raw = None
+    pos = 12
+    while pos + 8 <= len(blob):
+        chunk_id = blob[pos:pos + 4]
+        size = struct.unpack("<I", blob[pos + 4:pos + 8])[0]
+        body_start = pos + 8
+        if chunk_id == b"fmt ":
+            if body_start + size > len(blob):
+                raise DataError(f"{path}: corrupt WAV (the 'fmt ' chunk runs past the end of the file)")
+            fmt = _parse_fmt(path, blob[body_start:body_start + size])
+        elif chunk_id == b"data":
+            data_raw = blob[body_start:body_start + size]  # clamped to the file by slicing
+            if body_start + size >= len(blob):
+                break
+        pos = body_start + size + (size & 1)
+    if fmt is None:
+        raise DataError(f"{path}: corrupt WAV (no 'fmt ' chunk)")
+    if data_raw is None:
+        raise DataError(f"{path}: corrupt WAV (no 'data' chunk)")
+    tag, channels, rate, block_align, bits = fmt
+    if channels < 1 or rate < 1 or bits < 8 or bits % 8:
+        raise DataError(f"{path}: corrupt WAV header (channels={channels}, sample rate={rate} Hz, "
+                        f"bits={bits})")
+    frame_bytes = channels * (bits // 8)
+    if block_align not in (0, frame_bytes):
+        raise DataError(f"{path}: corrupt WAV header (block align {block_align}, expected "
+                        f"{frame_bytes} for {channels} x {bits}-bit)")
+    n_frames = len(data_raw) // frame_bytes
+    if n_frames == 0:
+        raise DataError(f"{path}: WAV file contains no audio samples")
+    if n_frames * frame_bytes != len(data_raw):
+        logger.warning("%s: data chunk ends in a partial frame; ignoring its last %d bytes", path,
+                       len(data_raw) - n_frames * frame_bytes)
+    audio = _decode(path, data_raw[:n_frames * frame_bytes], tag, channels, bits)
+    return audio, int(rate)
+
+
+def write_wav(path: str | Path, audio: np.ndarray, sample_rate_hz: int) -> Path:
+    """Write float audio as a 16-bit PCM WAV.
+
+    Parameters
+    ----------
+    path : str or Path
+    audio : np.ndarray, float, shape (n,) or (n, channels), nominally in [-1, 1]
+        Clipped to [-1, 1] and stored as ``round(x * 32767)``.
+    sample_rate_hz : int
+
+    Returns
+    -------
+    Path
+    """
+    path = Path(path)
+    audio = np.asarray(audio)
+    if audio.ndim == 1:
+        audio = audio[:, None]
+    if audio.ndim != 2 or audio.shape[1] < 1:
+        raise DataError(f"write_wav: audio of shape {audio.shape}; expected (n,) or (n, channels)")
+    if int(sample_rate_hz) <= 0:
+        raise DataError(f"write_wav: sample_rate_hz={sample_rate_hz}; expected a positive integer")
+    pcm = np.round(np.clip(audio.astype(np.float64), -1.0, 1.0) * 32767.0).astype("<i2")
+    with wave.open(str(path), "wb") as fh:
+        fh.setnchannels(pcm.shape[1])
+        fh.setsampwidth(2)
+        fh.setframerate(int(sample_rate_hz))
+        fh.writeframes(pcm.tobytes())
+    return path
+
+
+def to_mono(audio: np.ndarray) -> np.ndarray:
+    """Average the channels.
+
+    Parameters
+    ----------
+    audio : np.ndarray, shape (n,) or (n, channels)
+
+    Returns
+    -------
+    np.ndarray, float32, shape (n,)
+    """
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 1:
+        return audio
+    if audio.ndim != 2:
+        raise DataError(f"audio of shape {audio.shape}; expected (n,) or (n, channels)")
+    if audio.shape[1] == 1:
+        return audio[:, 0].copy()
+    return audio.mean(axis=1, dtype=np.float32)

@@ -1,0 +1,737 @@
+"""kws-bench: latency and footprint of .tflite keyword models, on the runtime alone.
+
+For every model (default: all ``*.tflite`` in the shipped ``models/``, plus ``--model`` and
+``--models-dir``) and every ``--threads`` count, it scores one-second windows the way the
+runtime does (:func:`kws.runtime.features.compute_features` + :class:`TfliteModel.predict` +
+softmax) and reports:
+
+- per window: feature time, invoke time (quantize + ``invoke`` + dequantize + softmax) and their
+  total, as median / p90 / p99 over ``--windows`` windows after ``--warmup`` windows;
+- per ``--hop-ms``: the CPU share (process CPU time per second of audio, all threads) and the
+  real-time factor (busy wall time per second of audio) of scoring a window every hop;
+- the model file size, MACs per inference from the .tflite graph (:mod:`kws.runtime.tflite_graph`),
+  the backend and whether XNNPACK is applied, and the peak resident memory (``ru_maxrss`` and
+  ``VmHWM``) of a fresh process that loads the model and scores a few windows;
+- once per run: the import time of the runtime (a fresh ``python -c "import ..."``) and the disk
+  size of the installed runtime packages (numpy, the interpreter, sounddevice, and their
+  dependencies).
+
+Output: Markdown tables on stdout, a JSON file (``--json-out``, default ``bench.json``), and with
+``--compare NAME`` the ratios of every model against that baseline. Nothing here imports
+TensorFlow; timings are never asserted by tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.metadata
+import json
+import logging
+import os
+import platform
+import re
+import resource
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from kws.runtime.cli import configure_logging, run_main
+from kws.runtime.errors import EXIT_FAILURE, KwsError, ModelError
+from kws.runtime.features import compute_features
+from kws.runtime.interpreter import _MODULES, softmax
+from kws.runtime.model import DEFAULT_MODEL_NAME, KwsModel
+from kws.runtime.tflite_graph import count_macs
+
+logger = logging.getLogger(__name__)
+
+PROG = "kws-bench"
+SCHEMA = "kws-bench/1"
+
+#: Targets for the shipped int8 model on the 2-core x86 development machine (reported, not asserted).
+TARGETS = {
+    "total_median_ms_1_thread": 2.0,
+    "cpu_share_250ms_hop": 0.01,
+    "peak_rss_mb": 80.0,
+    "runtime_install_mb": 200.0,
+}
+
+#: Distributions of the Pi runtime whose installed size is reported (plus their dependencies).
+RUNTIME_DISTS = ("numpy", "sounddevice")
+_BACKEND_DISTS = {"ai-edge-litert": "ai-edge-litert", "tflite-runtime": "tflite-runtime",
+                  "tensorflow": "tensorflow-cpu"}
+#: The packages the issue names; the rest of the closure is reported beside them.
+CORE_DISTS = ("numpy", "ai-edge-litert", "tflite-runtime", "sounddevice", "cffi", "pycparser")
+
+MB = 1e6
+
+
+# ----------------------------------------------------------------------------------------
+# small helpers
+# ----------------------------------------------------------------------------------------
+def _parse_list(text: str, *, name: str, kind: type) -> list:
+    """``"1,2,4"`` -> ``[1, 2, 4]``; a bad item names the flag and what was expected."""
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    try:
+        values = [kind(t) for t in items]
+    except ValueError:
+        values = []
+    if not values or any(v <= 0 for v in values):
+        what = "positive integers" if kind is int else "positive numbers"
+        raise KwsError(f"{name} {text!r}: expected comma-separated {what}, e.g. "
+                       f"{'1,2,4' if kind is int else '250,100'}")
+    return list(dict.fromkeys(values))
+
+
+def stats_ms(samples_ns: np.ndarray) -> dict[str, float]:
+    """median, p90, p99, mean, min and max of nanosecond samples, in milliseconds."""
+    x = np.asarray(samples_ns, dtype=np.float64) / 1e6
+    return {"median": float(np.median(x)), "p90": float(np.percentile(x, 90)),
+            "p99": float(np.percentile(x, 99)), "mean": float(x.mean()), "min": float(x.min()),
+            "max": float(x.max())}
+
+
+def _vm_hwm_bytes() -> int | None:
+    """Peak resident set (VmHWM) of this process from /proc/self/status, or None."""
+    try:
+        text = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    match = re.search(r"^VmHWM:\s+(\d+)\s+kB", text, re.MULTILINE)
+    return int(match.group(1)) * 1024 if match else None
+
+
+def _ru_maxrss_bytes() -> int:
+    """Peak resident set from getrusage (KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak) if sys.platform == "darwin" else int(peak) * 1024
+
+
+def _peak_rss() -> dict[str, int | None]:
+    return {"ru_maxrss_bytes": _ru_maxrss_bytes(), "vm_hwm_bytes": _vm_hwm_bytes()}
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key = line.split(":", 1)[0].strip().lower()
+            if key in ("model name", "hardware", "cpu model"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _dist_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def host_info() -> dict[str, Any]:
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        usable = os.cpu_count()
+    return {"machine": platform.machine(), "cpu": _cpu_model(), "cpu_count": os.cpu_count(),
+            "usable_cpus": usable, "system": f"{platform.system()} {platform.release()}",
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+
+
+def _test_audio(n_clips: int, n_samples: int, rng: np.random.Generator) -> np.ndarray:
+    """Speech-like float32 windows in [-1, 1]: noise with a few tone bursts (content does not
+    change the cost of the features or of a fixed-graph model; it keeps int8 inputs in range)."""
+    t = np.arange(n_samples, dtype=np.float32) / 8000.0
+    clips = 0.02 * rng.standard_normal((n_clips, n_samples)).astype(np.float32)
+    for clip in clips:
+        start = int(rng.integers(0, max(1, n_samples // 2)))
+        length = min(n_samples - start, n_samples // 3)
+        freq = float(rng.uniform(200, 1200))
+        clip[start:start + length] += 0.3 * np.sin(2 * np.pi * freq * t[:length]).astype(np.float32)
+    return np.clip(clips, -1.0, 1.0)
+
+
+# ----------------------------------------------------------------------------------------
+# which models
+# ----------------------------------------------------------------------------------------
+def _shipped_models() -> list[Path]:
+    from kws.models import MODELS_DIR
+
+    return sorted(MODELS_DIR.glob("*.tflite"))
+
+
+def collect_models(models: Sequence[str], models_dirs: Sequence[str], *,
+                   shipped: bool = True) -> list[Path]:
+    """The model files of a run, in order (shipped, --models-dir, --model), without duplicates."""
+    paths: list[Path] = list(_shipped_models()) if shipped else []
+    for d in models_dirs:
+        folder = Path(d)
+        if not folder.is_dir():
+            raise ModelError(f"--models-dir {d}: not a directory")
+        found = sorted(folder.glob("*.tflite"))
+        if not found:
+            raise ModelError(f"--models-dir {d}: holds no .tflite files")
+        paths.extend(found)
+    for m in models:
+        path = Path(m)
+        if path.is_dir():
+            raise ModelError(f"--model {m}: is a directory; expected a .tflite file "
+                             "(use --models-dir for a folder)")
+        if not path.is_file():
+            raise ModelError(f"--model {m}: model file not found (expected a .tflite file)")
+        paths.append(path)
+    unique: dict[Path, Path] = {}
+    for p in paths:
+        unique.setdefault(p.resolve(), p)
+    return list(unique.values())
+
+
+def model_names(paths: Sequence[Path]) -> list[str]:
+    """Short unique names: the file stem, or ``folder/stem`` where stems repeat."""
+    stems = [p.stem for p in paths]
+    return [p.stem if stems.count(p.stem) == 1 else f"{p.parent.name}/{p.stem}" for p in paths]
+
+
+def _find(name_or_path: str, paths: Sequence[Path], names: Sequence[str]) -> int | None:
+    """Index of the model a --compare/--target-model value names (name, stem, file or path)."""
+    for i, (p, n) in enumerate(zip(paths, names)):
+        if name_or_path in (n, p.stem, p.name):
+            return i
+    candidate = Path(name_or_path)
+    if candidate.exists():
+        for i, p in enumerate(paths):
+            if p.resolve() == candidate.resolve():
+                return i
+    return None
+
+
+# ----------------------------------------------------------------------------------------
+# measuring
+# ----------------------------------------------------------------------------------------
+def time_windows(model: KwsModel, clips: np.ndarray, *, windows: int, warmup: int) -> dict[str, Any]:
+    """Per-window feature, invoke and total times over ``windows`` windows after ``warmup``."""
+    cfg = model.features
+    tflite = model.tflite
+    n = warmup + windows
+    feat = np.empty(n, dtype=np.int64)
+    inv = np.empty(n, dtype=np.int64)
+    clock = time.perf_counter_ns
+    for i in range(n):
+        audio = clips[i % len(clips)]
+        t0 = clock()
+        features = compute_features(audio, cfg)
+        t1 = clock()
+        softmax(tflite.predict(features))
+        t2 = clock()
+        feat[i] = t1 - t0
+        inv[i] = t2 - t1
+    feat, inv = feat[warmup:], inv[warmup:]
+    return {"windows": windows, "warmup": warmup, "feature_ms": stats_ms(feat),
+            "invoke_ms": stats_ms(inv), "total_ms": stats_ms(feat + inv)}
+
+
+def stream_cost(model: KwsModel, stream: np.ndarray, *, hop_ms: float, windows: int,
+                realtime: bool = False) -> dict[str, Any]:
+    """CPU share and real-time factor of scoring a window every ``hop_ms`` of ``stream``.
+
+    The windows are consecutive one-second slices ``hop_ms`` apart, scored back to back (or
+    paced at the hop with ``realtime``). CPU time is the process's (all interpreter threads);
+    both are divided by the audio time the windows advance, ``windows * hop_ms``.
+    """
+    cfg = model.features
+    window = cfg.window_samples
+    hop = max(1, int(round(hop_ms * cfg.sample_rate_hz / 1000.0)))
+    needed = window + (windows - 1) * hop
+    if len(stream) < needed:
+        stream = np.resize(stream, needed)
+    tflite = model.tflite
+    busy_ns = 0
+    cpu0 = time.process_time_ns()
+    start = time.perf_counter_ns()
+    for i in range(windows):
+        if realtime:
+            due = start + int(i * hop_ms * 1e6)
+            delay = due - time.perf_counter_ns()
+            if delay > 0:
+                time.sleep(delay / 1e9)
+        t0 = time.perf_counter_ns()
+        softmax(tflite.predict(compute_features(stream[i * hop:i * hop + window], cfg)))
+        busy_ns += time.perf_counter_ns() - t0
+    cpu_ns = time.process_time_ns() - cpu0
+    audio_s = windows * hop / cfg.sample_rate_hz
+    return {"hop_ms": hop_ms, "windows": windows, "audio_s": audio_s, "realtime": realtime,
+            "cpu_ms_per_window": cpu_ns / 1e6 / windows,
+            "cpu_share": cpu_ns / 1e9 / audio_s,
+            "real_time_factor": busy_ns / 1e9 / audio_s}
+
+
+_PROBE = """
+import json, sys
+import numpy as np
+from kws.runtime.bench import _peak_rss, _test_audio
+from kws.runtime.model import KwsModel
+from kws.runtime.interpreter import softmax
+m = KwsModel(sys.argv[1], threads=int(sys.argv[2]))
+clips = _test_audio(4, m.features.window_samples, np.random.default_rng(0))
+for i in range(int(sys.argv[3])):
+    softmax(m.logits(clips[i % 4]))
+print(json.dumps(_peak_rss()))
+"""
+
+
+def _subprocess_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
+
+
+def rss_probe(path: Path, *, threads: int, windows: int = 10) -> dict[str, Any]:
+    """Peak RSS of a fresh process that imports the runtime, loads ``path`` and scores windows."""
+    result = subprocess.run([sys.executable, "-c", _PROBE, str(path), str(threads), str(windows)],
+                            capture_output=True, text=True, env=_subprocess_env())
+    if result.returncode != 0:
+        tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ModelError(f"{path}: the memory probe process failed ({tail})",
+                         exit_code=EXIT_FAILURE)
+    peak = json.loads(result.stdout.strip().splitlines()[-1])
+    return {"threads": threads, "windows": windows, **peak}
+
+
+def runtime_import_time(backend: str, *, repeats: int = 3) -> dict[str, Any]:
+    """Import time of the runtime in fresh processes (median over ``repeats``)."""
+    module = _MODULES.get(backend, "ai_edge_litert.interpreter")
+    code = ("import time; t0 = time.perf_counter()\n"
+            f"import kws.runtime.model, kws.runtime.features, {module}\n"
+            "t1 = time.perf_counter()\n"
+            "from kws.runtime.bench import _peak_rss; import json\n"
+            "print(json.dumps({'import_s': t1 - t0, **_peak_rss()}))")
+    imports, processes, rss = [], [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                env=_subprocess_env())
+        wall = time.perf_counter() - t0
+        if result.returncode != 0:
+            tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+            raise KwsError(f"importing the runtime ({module}) failed: {tail}",
+                           exit_code=EXIT_FAILURE)
+        data = json.loads(result.stdout.strip().splitlines()[-1])
+        imports.append(data["import_s"])
+        processes.append(wall)
+        rss.append(data["vm_hwm_bytes"] or data["ru_maxrss_bytes"])
+    return {"modules": ["kws.runtime.model", "kws.runtime.features", module], "repeats": repeats,
+            "import_s": float(np.median(imports)), "first_import_s": imports[0],
+            "process_s": float(np.median(processes)),
+            "peak_rss_bytes_after_import": int(np.median(rss))}
+
+
+# ----------------------------------------------------------------------------------------
+# installed footprint
+# ----------------------------------------------------------------------------------------
+def _req_name(requirement: str) -> tuple[str, bool] | None:
+    """(name, has a marker) of a dependency; None for an extras-only one."""
+    spec, _, marker = requirement.partition(";")
+    if "extra" in marker:
+        return None
+    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", spec)
+    return (match.group(1), bool(marker.strip())) if match else None
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _dir_bytes(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(root, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _dist_bytes(dist: importlib.metadata.Distribution) -> tuple[int, list[str]]:
+    """Disk size of the top-level folders and modules a distribution installed (pycache included)."""
+    tops: set[Path] = set()
+    base = Path(dist.locate_file(""))
+    for f in dist.files or []:
+        parts = Path(f).parts
+        if not parts or parts[0] == "..":
+            continue
+        tops.add(base / parts[0])
+    return sum(_dir_bytes(p) for p in tops if p.exists()), sorted(p.name for p in tops)
+
+
+def install_footprint(backend: str) -> dict[str, Any]:
+    """Installed size of the Pi runtime: numpy, the interpreter, sounddevice and all they need."""
+    roots = [*RUNTIME_DISTS, _BACKEND_DISTS.get(backend, backend)]
+    seen: dict[str, dict[str, Any]] = {}
+    missing: list[str] = []
+    todo = [(name, False) for name in roots]
+    while todo:
+        name, conditional = todo.pop(0)
+        key = _norm(name)
+        if key in seen or key in missing:
+            continue
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            if not conditional:  # e.g. colorama only on Windows: not needed here
+                missing.append(key)
+            continue
+        size, dirs = _dist_bytes(dist)
+        seen[key] = {"version": dist.version, "bytes": size, "paths": dirs}
+        todo.extend(req for req in (_req_name(r) for r in dist.requires or []) if req)
+    core = sum(v["bytes"] for k, v in seen.items() if k in CORE_DISTS)
+    total = sum(v["bytes"] for v in seen.values())
+    return {"roots": roots, "packages": seen, "missing": missing, "core_bytes": core,
+            "total_bytes": total, "target_mb": TARGETS["runtime_install_mb"]}
+
+
+# ----------------------------------------------------------------------------------------
+# one model
+# ----------------------------------------------------------------------------------------
+def _quant_label(model: KwsModel) -> str:
+    q = model.meta.quantization.get("type") if isinstance(model.meta.quantization, dict) else None
+    return str(q or model.tflite.input_quant.dtype)
+
+
+def bench_model(path: Path, name: str, *, threads: Sequence[int], windows: int, warmup: int,
+                hops_ms: Sequence[float], stream_windows: int, realtime: bool,
+                probe_windows: int, backend: str = "auto") -> dict[str, Any]:
+    """All measurements of one model (see the module docstring)."""
+    rng = np.random.default_rng(0)
+    runs = []
+    info: dict[str, Any] = {}
+    for t in threads:
+        logger.info("%s: %d threads, %d + %d windows", name, t, warmup, windows)
+        model = KwsModel(path, threads=t, backend=backend)
+        if not info:
+            arch = model.meta.extra.get("architecture") or {}
+            info = {
+                "name": name, "path": str(path), "file_bytes": path.stat().st_size,
+                "quantization": _quant_label(model),
+                "input": {"shape": list(model.tflite.input_shape), **model.tflite.input_quant.to_dict()},
+                "architecture": arch.get("name") if isinstance(arch, dict) else None,
+                "features": model.features.to_dict(),
+                "backend": model.backend, "xnnpack": model.tflite.xnnpack,
+            }
+            clips = _test_audio(8, model.features.window_samples, rng)
+            stream = _test_audio(1, model.features.window_samples * 4, rng)[0]
+        try:
+            run = {"threads": t, **time_windows(model, clips, windows=windows, warmup=warmup)}
+            run["hops"] = [stream_cost(model, stream, hop_ms=h, windows=stream_windows,
+                                       realtime=realtime) for h in hops_ms]
+        except (RuntimeError, ValueError) as exc:
+            raise ModelError(f"{path}: the model failed to run ({str(exc).strip()[:200]})",
+                             exit_code=EXIT_FAILURE) from None
+        runs.append(run)
+        del model
+        gc.collect()
+    info["macs"] = count_macs(path, backend=backend).to_dict()
+    info["peak_rss"] = rss_probe(path, threads=threads[0], windows=probe_windows)
+    info["runs"] = runs
+    return info
+
+
+# ----------------------------------------------------------------------------------------
+# reporting
+# ----------------------------------------------------------------------------------------
+def _ms(x: float) -> str:
+    return f"{x:.3f}" if x < 1 else f"{x:.2f}" if x < 10 else f"{x:.1f}" if x < 100 else f"{x:.0f}"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%" if x < 0.1 else f"{100 * x:.1f}%"
+
+
+def _rss_mb(m: dict[str, Any]) -> float:
+    peak = m["peak_rss"]
+    return (peak.get("vm_hwm_bytes") or peak["ru_maxrss_bytes"]) / MB
+
+
+def _run(model: dict[str, Any], threads: int) -> dict[str, Any] | None:
+    return next((r for r in model["runs"] if r["threads"] == threads), None)
+
+
+def _hop(run: dict[str, Any], hop_ms: float) -> dict[str, Any] | None:
+    return next((h for h in run["hops"] if h["hop_ms"] == hop_ms), None)
+
+
+def latency_table(result: dict[str, Any]) -> str:
+    hops = result["settings"]["hop_ms"]
+    head = ["model", "quant", "thr", "features ms p50", "invoke ms p50/p90/p99",
+            "total ms p50/p90/p99", *[f"CPU @{h:g} ms hop" for h in hops],
+            *[f"RTF @{h:g} ms" for h in hops]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m in result["models"]:
+        for r in m["runs"]:
+            inv, tot = r["invoke_ms"], r["total_ms"]
+            cells = [m["name"], m["quantization"], str(r["threads"]), _ms(r["feature_ms"]["median"]),
+                     "/".join(_ms(inv[k]) for k in ("median", "p90", "p99")),
+                     "/".join(_ms(tot[k]) for k in ("median", "p90", "p99")),
+                     *[_pct(h["cpu_share"]) for h in r["hops"]],
+                     *[f"{h['real_time_factor']:.4f}" for h in r["hops"]]]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def footprint_table(result: dict[str, Any]) -> str:
+    head = ["model", "quant", "M MACs", "file MB", "peak RSS MB", "backend", "XNNPACK", "windows"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m in result["models"]:
+        xnn = {True: "yes", False: "no", None: "unknown"}[m["xnnpack"]]
+        cells = [m["name"], m["quantization"], f"{m['macs']['total'] / 1e6:,.2f}",
+                 f"{m['file_bytes'] / MB:.3g}", f"{_rss_mb(m):.1f}", m["backend"], xnn,
+                 str(m["runs"][0]["windows"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def compare_rows(result: dict[str, Any], baseline: str) -> list[dict[str, Any]]:
+    """Ratios of every model to the baseline (model / baseline; < 1 is cheaper)."""
+    base = next(m for m in result["models"] if m["name"] == baseline)
+    hop0 = result["settings"]["hop_ms"][0]
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return None if a is None or not b else a / b
+
+    rows = []
+    for m in result["models"]:
+        for r in m["runs"]:
+            b = _run(base, r["threads"])
+            if b is None:
+                continue
+            h, bh = _hop(r, hop0), _hop(b, hop0)
+            rows.append({
+                "model": m["name"], "threads": r["threads"],
+                "total_median": ratio(r["total_ms"]["median"], b["total_ms"]["median"]),
+                "invoke_median": ratio(r["invoke_ms"]["median"], b["invoke_ms"]["median"]),
+                "feature_median": ratio(r["feature_ms"]["median"], b["feature_ms"]["median"]),
+                f"cpu_share_{hop0:g}ms": ratio(h and h["cpu_share"], bh and bh["cpu_share"]),
+                "macs": ratio(m["macs"]["total"], base["macs"]["total"]),
+                "file_bytes": ratio(m["file_bytes"], base["file_bytes"]),
+                "peak_rss": ratio(_rss_mb(m), _rss_mb(base)),
+            })
+    return rows
+
+
+def compare_table(rows: list[dict[str, Any]], baseline: str, hop0: float) -> str:
+    keys = ["total_median", "invoke_median", "feature_median", f"cpu_share_{hop0:g}ms", "macs",
+            "file_bytes", "peak_rss"]
+    head = ["model", "thr", "total p50", "invoke p50", "features p50", f"CPU @{hop0:g} ms",
+            "MACs", "file", "RSS"]
+    lines = [f"Ratios against {baseline} (model / baseline; below 1 is cheaper):", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        cells = [row["model"], str(row["threads"])]
+        cells += ["-" if row[k] is None else f"{row[k]:.3g}x" for k in keys]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def evaluate_targets(result: dict[str, Any], name: str | None) -> dict[str, Any]:
+    """The issue's targets for one model (normally the shipped int8) and for the install."""
+    out: dict[str, Any] = {"model": name, "targets": dict(TARGETS), "checks": {}}
+    install_mb = result["runtime"]["install"]["total_bytes"] / MB
+    out["checks"]["runtime_install_mb"] = {"value": install_mb,
+                                           "met": install_mb <= TARGETS["runtime_install_mb"]}
+    model = next((m for m in result["models"] if m["name"] == name), None)
+    if model is None:
+        return out
+    run1 = _run(model, 1)
+    if run1 is not None:
+        v = run1["total_ms"]["median"]
+        out["checks"]["total_median_ms_1_thread"] = {"value": v,
+                                                     "met": v <= TARGETS["total_median_ms_1_thread"]}
+        h = _hop(run1, 250.0)
+        if h is not None:
+            out["checks"]["cpu_share_250ms_hop"] = {"value": h["cpu_share"],
+                                                    "met": h["cpu_share"] <= TARGETS["cpu_share_250ms_hop"]}
+    rss = _rss_mb(model)
+    out["checks"]["peak_rss_mb"] = {"value": rss, "met": rss <= TARGETS["peak_rss_mb"]}
+    return out
+
+
+def render(result: dict[str, Any]) -> str:
+    rt = result["runtime"]
+    inst = rt["install"]
+    host = result["host"]
+    load = host.get("load_avg")
+    packages = ", ".join(f"{k} {v['bytes'] / MB:.1f}" for k, v in inst["packages"].items())
+    parts = [
+        f"kws-bench on {host['cpu']} ({host['usable_cpus']} usable CPUs, {host['machine']}), "
+        f"backend {rt['backend']} {rt['backend_version'] or ''}, numpy {host['numpy']}"
+        + (f", load average {load[0]:.2f} before" if load else "") + ".",
+        "",
+        latency_table(result),
+        "",
+        footprint_table(result),
+        "",
+        f"Runtime import: {rt['import']['import_s'] * 1000:.0f} ms in a fresh process "
+        f"(first {rt['import']['first_import_s'] * 1000:.0f} ms; whole `python -c` "
+        f"{rt['import']['process_s'] * 1000:.0f} ms; peak RSS after import "
+        f"{rt['import']['peak_rss_bytes_after_import'] / MB:.1f} MB).",
+        f"Runtime install: {inst['total_bytes'] / MB:.1f} MB for {packages}"
+        f" (core {inst['core_bytes'] / MB:.1f} MB; target <= {inst['target_mb']:.0f} MB)"
+        + (f"; not installed: {', '.join(inst['missing'])}" if inst["missing"] else "") + ".",
+    ]
+    targets = result.get("targets")
+    if targets:
+        labels = {"total_median_ms_1_thread": ("total per window, median, 1 thread", "ms"),
+                  "cpu_share_250ms_hop": ("CPU share at a 250 ms hop, 1 thread", "%"),
+                  "peak_rss_mb": ("peak RSS", "MB"), "runtime_install_mb": ("runtime install", "MB")}
+        who = targets["model"] or "no model"
+        parts += ["", f"Targets ({who}):"]
+        for key, (label, unit) in labels.items():
+            check = targets["checks"].get(key)
+            limit = TARGETS[key]
+            if check is None:
+                parts.append(f"- {label}: not measured in this run")
+                continue
+            value, lim = (100 * check["value"], 100 * limit) if unit == "%" else (check["value"], limit)
+            parts.append(f"- {label}: {value:.3g} {unit} (target <= {lim:g} {unit}): "
+                         f"{'met' if check['met'] else 'MISSED'}")
+    if result.get("compare"):
+        parts += ["", compare_table(result["compare"]["rows"], result["compare"]["baseline"],
+                                    result["settings"]["hop_ms"][0])]
+    return "\n".join(parts)
+
+
+# ----------------------------------------------------------------------------------------
+# command line
+# ----------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", action="append", default=[], metavar="PATH",
+                   help="a .tflite model with its JSON beside it (repeatable)")
+    p.add_argument("--models-dir", action="append", default=[], metavar="DIR",
+                   help="benchmark every .tflite in DIR (repeatable)")
+    p.add_argument("--no-shipped", action="store_true",
+                   help="leave out the shipped models in models/ (included by default)")
+    p.add_argument("--threads", default="1,2,4", help="interpreter thread counts (default 1,2,4)")
+    p.add_argument("--windows", type=int, default=500,
+                   help="timed one-second windows per model and thread count (default 500)")
+    p.add_argument("--warmup", type=int, default=20, help="untimed windows first (default 20)")
+    p.add_argument("--hop-ms", default="250,100",
+                   help="hops for CPU share and real-time factor (default 250,100)")
+    p.add_argument("--stream-windows", type=int, default=200,
+                   help="windows scored per hop for CPU share (default 200)")
+    p.add_argument("--realtime", action="store_true",
+                   help="pace the hop measurement in real time (slow: windows x hop seconds)")
+    p.add_argument("--probe-windows", type=int, default=10,
+                   help="windows the fresh memory-probe process scores (default 10)")
+    p.add_argument("--backend", default="auto", help="interpreter backend (default auto)")
+    p.add_argument("--compare", metavar="NAME_OR_PATH",
+                   help="print ratios against this model (a name in the run, or a path to add)")
+    p.add_argument("--target-model", metavar="NAME_OR_PATH",
+                   help=f"model to check the targets against (default: the shipped {DEFAULT_MODEL_NAME})")
+    p.add_argument("--json-out", metavar="PATH", help="JSON results (default bench.json, or OUT/bench.json)")
+    p.add_argument("--out", metavar="DIR", help="write bench.json and bench.md into DIR")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    p.add_argument("-q", "--quiet", action="store_true")
+    return p
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(-1 if args.quiet else args.verbose)
+    threads = _parse_list(args.threads, name="--threads", kind=int)
+    hops_ms = _parse_list(args.hop_ms, name="--hop-ms", kind=float)
+    for flag, value, low in (("--windows", args.windows, 1), ("--warmup", args.warmup, 0),
+                             ("--stream-windows", args.stream_windows, 1),
+                             ("--probe-windows", args.probe_windows, 1)):
+        if value < low:
+            raise KwsError(f"{flag} {value}: expected an integer >= {low}")
+    if args.windows < 500:
+        logger.warning("--windows %d is below 500: p99 rests on few samples", args.windows)
+
+    extra = list(args.model)
+    if args.compare and Path(args.compare).suffix == ".tflite":
+        extra.append(args.compare)
+    paths = collect_models(extra, args.models_dir, shipped=not args.no_shipped)
+    if not paths:
+        raise ModelError("no models to benchmark: models/ holds no .tflite; pass --model PATH.tflite "
+                         "or --models-dir DIR")
+    names = model_names(paths)
+    baseline = None
+    if args.compare:
+        idx = _find(args.compare, paths, names)
+        if idx is None:
+            raise KwsError(f"--compare {args.compare}: not a model in this run (one of: "
+                           f"{', '.join(names)}, or a .tflite path)")
+        baseline = names[idx]
+    target_idx = _find(args.target_model or DEFAULT_MODEL_NAME, paths, names)
+    if args.target_model and target_idx is None:
+        raise KwsError(f"--target-model {args.target_model}: not a model in this run "
+                       f"(one of: {', '.join(names)})")
+
+    json_out = Path(args.json_out) if args.json_out else (
+        Path(args.out) / "bench.json" if args.out else Path("bench.json"))
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+
+    host = host_info()
+    models = []
+    for path, name in zip(paths, names):
+        if not path.is_file():
+            raise ModelError(f"{path}: model file not found (expected a .tflite file)")
+        models.append(bench_model(path, name, threads=threads, windows=args.windows,
+                                  warmup=args.warmup, hops_ms=hops_ms,
+                                  stream_windows=args.stream_windows, realtime=args.realtime,
+                                  probe_windows=args.probe_windows, backend=args.backend))
+    backend = models[0]["backend"]
+    dist = _BACKEND_DISTS.get(backend, backend)
+    result: dict[str, Any] = {
+        "format": SCHEMA,
+        "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "command": [PROG, *(argv if argv is not None else sys.argv[1:])],
+        "host": host,
+        "settings": {"threads": threads, "windows": args.windows, "warmup": args.warmup,
+                     "hop_ms": hops_ms, "stream_windows": args.stream_windows,
+                     "realtime": args.realtime, "probe_windows": args.probe_windows,
+                     "probe_threads": threads[0]},
+        "runtime": {"backend": backend, "backend_version": _dist_version(dist),
+                    "import": runtime_import_time(backend),
+                    "install": install_footprint(backend)},
+        "models": models,
+        "bench_process_peak_rss": _peak_rss(),
+    }
+    result["host"]["load_avg_after"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    target_name = names[target_idx] if target_idx is not None else None
+    result["targets"] = evaluate_targets(result, target_name)
+    if baseline:
+        result["compare"] = {"baseline": baseline, "rows": compare_rows(result, baseline)}
+
+    text = render(result)
+    print(text)
+    try:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result, indent=2) + "\n")
+        if args.out:
+            (Path(args.out) / "bench.md").write_text(text + "\n")
+    except OSError as exc:
+        raise KwsError(f"{json_out}: cannot write the JSON results ({exc.strerror})") from None
+    logger.info("wrote %s", json_out)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main(PROG, _main, argv)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

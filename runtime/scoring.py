@@ -1,0 +1,396 @@
+"""Scoring a keyword stream: detections against known keyword times (numpy only).
+
+A *truth file* (written by ``kws-data stream``) says where each keyword was placed in a long
+stream; a *detection* (from :class:`kws.runtime.detector.Detector`, anything with ``time_s``,
+``label`` and ``score``) says when the listener fired. This module matches the two.
+
+When a detection counts for an event
+-----------------------------------
+A detection's ``time_s`` is the END of the window that fired, in seconds from the stream start.
+A window of ``window_s`` seconds ending at ``t`` covers ``[t - window_s, t]``, so it overlaps a
+word spoken over ``[start_s, end_s]`` exactly when ``start_s < t < end_s + window_s``. Smoothing
+over K windows at a hop of H seconds can delay the crossing of the threshold by up to
+``(K - 1) * H`` more. The caller passes both as ``max_delay_s = window_s + (K - 1) * H``
+(:func:`max_delay_s`), and a tolerance ``tolerance_s`` widens the interval on both sides for
+imprecise word boundaries::
+
+    start_s - tolerance_s  <=  time_s  <=  end_s + max_delay_s + tolerance_s
+
+Typical detections come 0 to 1 s after the word's end. Matching, in this order:
+
+1. **hit**: each event takes at most one detection of its own label inside its interval (the
+   greedy earliest-first assignment, which is optimal for intervals in time order);
+2. **wrong keyword**: an event without a hit takes at most one detection of another label
+   inside its interval;
+3. **false accept**: every detection left over, including a second detection for an event
+   that already has one (the listener fired twice for one word).
+
+An event with no detection at all is **missed**. The miss rate is ``1 - hit rate``: a wrong
+keyword counts as a miss. False accepts per hour divide by the whole stream's duration.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from kws.runtime.errors import DataError
+
+#: Format tag of the truth files written by ``kws-data stream``.
+TRUTH_FORMAT = "kws-stream-truth/1"
+
+DEFAULT_TOLERANCE_S = 0.75
+
+
+# -------------------------------------------------------------------------------------------
+# Truth files
+# -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TruthEvent:
+    """One word placed in a stream: ``label`` spoken over ``[start_s, end_s]`` seconds."""
+
+    label: str
+    start_s: float
+    end_s: float
+    speaker: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "start_s": self.start_s, "end_s": self.end_s, "speaker": self.speaker}
+
+
+@dataclass(frozen=True)
+class Truth:
+    """A parsed truth file.
+
+    Attributes
+    ----------
+    sample_rate_hz : int  the stream's sample rate
+    duration_s : float    the stream's length in seconds
+    events : keyword events, sorted by ``start_s``
+    unknown_events : the non-keyword words placed between them, sorted by ``start_s``
+    settings : how the stream was built (kept as it is)
+    """
+
+    sample_rate_hz: int
+    duration_s: float
+    events: tuple[TruthEvent, ...]
+    unknown_events: tuple[TruthEvent, ...] = ()
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def negatives_only(self) -> bool:
+        """True when the stream has no keyword events (only false accepts can be measured)."""
+        return not self.events
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": TRUTH_FORMAT, "sample_rate_hz": self.sample_rate_hz, "duration_s": self.duration_s,
+                "events": [e.to_dict() for e in self.events],
+                "unknown_events": [e.to_dict() for e in self.unknown_events],
+                "settings": dict(self.settings)}
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        return path
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise DataError(f"{where} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _events(data: Any, key: str, source: str, duration_s: float) -> tuple[TruthEvent, ...]:
+    if key not in data:
+        if key == "unknown_events":
+            return ()
+        raise DataError(f"{source}: missing '{key}' list (expected a truth file from kws-data stream)")
+    items = data[key]
+    if not isinstance(items, list):
+        raise DataError(f"{source}: '{key}' must be a list, got {type(items).__name__}")
+    events = []
+    for i, item in enumerate(items):
+        where = f"{source}: {key}[{i}]"
+        if not isinstance(item, Mapping):
+            raise DataError(f"{where} must be an object with label, start_s, end_s, got {item!r}")
+        label = item.get("label")
+        if not isinstance(label, str) or not label:
+            raise DataError(f"{where}: 'label' must be a non-empty string, got {label!r}")
+        start_s = _number(item.get("start_s"), f"{where}: 'start_s'")
+        end_s = _number(item.get("end_s"), f"{where}: 'end_s'")
+        if not 0.0 <= start_s < end_s:
+            raise DataError(f"{where}: expected 0 <= start_s < end_s, got start_s={start_s} end_s={end_s}")
+        if end_s > duration_s + 1e-6:
+            raise DataError(f"{where}: end_s={end_s} is past the stream's duration_s={duration_s}")
+        speaker = item.get("speaker")
+        events.append(TruthEvent(label, start_s, end_s, None if speaker is None else str(speaker)))
+    return tuple(sorted(events, key=lambda e: (e.start_s, e.end_s)))
+
+
+def truth_from_dict(data: Any, *, source: str = "truth JSON") -> Truth:
+    """Validate a truth mapping; a :class:`DataError` names the bad key and what was expected."""
+    if not isinstance(data, Mapping):
+        raise DataError(f"{source}: expected a JSON object, got {type(data).__name__}")
+    rate = data.get("sample_rate_hz")
+    if isinstance(rate, bool) or not isinstance(rate, int) or rate <= 0:
+        raise DataError(f"{source}: 'sample_rate_hz' must be a positive integer, got {rate!r}")
+    duration_s = _number(data.get("duration_s"), f"{source}: 'duration_s'")
+    if duration_s <= 0:
+        raise DataError(f"{source}: 'duration_s' must be positive, got {duration_s}")
+    events = _events(data, "events", source, duration_s)
+    unknown = _events(data, "unknown_events", source, duration_s)
+    settings = data.get("settings", {})
+    if not isinstance(settings, Mapping):
+        raise DataError(f"{source}: 'settings' must be an object, got {type(settings).__name__}")
+    return Truth(rate, duration_s, events, unknown, dict(settings))
+
+
+def load_truth(path: str | Path) -> Truth:
+    """Read and validate a truth JSON written by ``kws-data stream``."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise DataError(f"{path}: truth file not found (write one with kws-data stream --truth)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read truth file ({getattr(exc, 'strerror', None) or exc})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: truth file is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    return truth_from_dict(data, source=str(path))
+
+
+# -------------------------------------------------------------------------------------------
+# Matching
+# -------------------------------------------------------------------------------------------
+def max_delay_s(*, window_s: float, hop_s: float, smoothing_windows: int) -> float:
+    """How long after a word's end a detection can still come from it (see the module docstring)."""
+    return float(window_s + max(0, smoothing_windows - 1) * hop_s)
+
+
+def fa_per_hour(false_accepts: int, duration_s: float) -> float:
+    """False accepts per hour of audio: ``false_accepts * 3600 / duration_s``."""
+    if duration_s <= 0:
+        raise ValueError(f"duration_s={duration_s}: expected a positive number")
+    return false_accepts * 3600.0 / duration_s
+
+
+@dataclass(frozen=True)
+class KeywordStats:
+    events: int
+    hits: int
+    wrong_keyword: int
+    missed: int
+
+    @property
+    def hit_rate(self) -> float | None:
+        return self.hits / self.events if self.events else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"events": self.events, "hits": self.hits, "wrong_keyword": self.wrong_keyword,
+                "missed": self.missed, "hit_rate": self.hit_rate}
+
+
+@dataclass(frozen=True)
+class StreamScore:
+    """The outcome of matching detections to a truth file.
+
+    ``outcomes[i]`` is ``"hit"``, ``"wrong_keyword"`` or ``"missed"`` for ``truth.events[i]``;
+    ``detection_outcomes[j]`` is ``"hit"``, ``"wrong_keyword"`` or ``"false_accept"`` for the
+    j-th detection (in the order given). Rates are None on a negatives-only stream.
+    """
+
+    duration_s: float
+    n_events: int
+    hits: int
+    wrong_keyword: int
+    missed: int
+    false_accepts: int
+    false_accepts_on_unknown: int
+    n_detections: int
+    per_keyword: Mapping[str, KeywordStats]
+    confusions: Mapping[str, int]
+    outcomes: tuple[str, ...]
+    detection_outcomes: tuple[str, ...]
+
+    @property
+    def hit_rate(self) -> float | None:
+        return self.hits / self.n_events if self.n_events else None
+
+    @property
+    def miss_rate(self) -> float | None:
+        return 1.0 - self.hits / self.n_events if self.n_events else None
+
+    @property
+    def fa_per_hour(self) -> float:
+        return fa_per_hour(self.false_accepts, self.duration_s)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "duration_s": self.duration_s, "hours": self.duration_s / 3600.0,
+            "n_events": self.n_events, "n_detections": self.n_detections,
+            "hits": self.hits, "wrong_keyword": self.wrong_keyword, "missed": self.missed,
+            "hit_rate": self.hit_rate, "miss_rate": self.miss_rate,
+            "false_accepts": self.false_accepts, "fa_per_hour": self.fa_per_hour,
+            "false_accepts_on_unknown": self.false_accepts_on_unknown,
+            "per_keyword": {k: v.to_dict() for k, v in self.per_keyword.items()},
+            "confusions": dict(self.confusions),
+        }
+
+
+def _assign(det_times: np.ndarray, det_ids: Iterable[int], lo: np.ndarray, hi: np.ndarray,
+            ev_ids: Sequence[int], taken_det: np.ndarray, taken_ev: np.ndarray,
+            pairs: list[tuple[int, int]]) -> None:
+    """Greedy earliest-first matching of detections (time order) to event intervals (time order)."""
+    ev_ids = list(ev_ids)
+    first = 0
+    for d in sorted(det_ids, key=lambda j: det_times[j]):
+        if taken_det[d]:
+            continue
+        t = det_times[d]
+        while first < len(ev_ids) and (hi[ev_ids[first]] < t or taken_ev[ev_ids[first]]):
+            first += 1
+        for e in ev_ids[first:]:
+            if lo[e] > t:
+                break
+            if not taken_ev[e] and hi[e] >= t:
+                taken_det[d] = taken_ev[e] = True
+                pairs.append((d, e))
+                break
+
+
+def match_detections(detections: Sequence[Any], truth: Truth, *, tolerance_s: float = DEFAULT_TOLERANCE_S,
+                     max_delay_s: float = 1.0) -> StreamScore:
+    """Match detections to the truth's keyword events (see the module docstring).
+
+    Parameters
+    ----------
+    detections : objects with ``time_s`` (float, end of the firing window, s) and ``label``.
+    truth : the stream's :class:`Truth`.
+    tolerance_s : seconds added on both sides of each event's interval (>= 0).
+    max_delay_s : seconds after a word's end that a detection may still come from it,
+        normally :func:`max_delay_s` (the window length plus the smoothing lag).
+    """
+    if tolerance_s < 0 or max_delay_s < 0:
+        raise ValueError(f"tolerance_s={tolerance_s}, max_delay_s={max_delay_s}: expected >= 0")
+    events = truth.events
+    n_ev, n_det = len(events), len(detections)
+    det_times = np.array([float(d.time_s) for d in detections], dtype=np.float64)
+    det_labels = [str(d.label) for d in detections]
+    lo = np.array([e.start_s - tolerance_s for e in events], dtype=np.float64)
+    hi = np.array([e.end_s + max_delay_s + tolerance_s for e in events], dtype=np.float64)
+    taken_det = np.zeros(n_det, dtype=bool)
+    taken_ev = np.zeros(n_ev, dtype=bool)
+
+    # 1. hits, label by label
+    hit_pairs: list[tuple[int, int]] = []
+    for label in sorted({e.label for e in events}):
+        ev_ids = [i for i, e in enumerate(events) if e.label == label]
+        det_ids = [j for j in range(n_det) if det_labels[j] == label]
+        _assign(det_times, det_ids, lo, hi, ev_ids, taken_det, taken_ev, hit_pairs)
+    # 2. wrong keyword: remaining detections onto remaining events
+    wrong_pairs: list[tuple[int, int]] = []
+    _assign(det_times, range(n_det), lo, hi, [i for i in range(n_ev) if not taken_ev[i]],
+            taken_det, taken_ev, wrong_pairs)
+
+    outcomes = ["missed"] * n_ev
+    det_outcomes = ["false_accept"] * n_det
+    confusions: dict[str, int] = {}
+    for d, e in hit_pairs:
+        outcomes[e] = det_outcomes[d] = "hit"
+    for d, e in wrong_pairs:
+        outcomes[e] = det_outcomes[d] = "wrong_keyword"
+        key = f"{events[e].label}->{det_labels[d]}"
+        confusions[key] = confusions.get(key, 0) + 1
+
+    per_keyword = {}
+    for label in sorted({e.label for e in events}):
+        ids = [i for i, e in enumerate(events) if e.label == label]
+        per_keyword[label] = KeywordStats(
+            events=len(ids), hits=sum(outcomes[i] == "hit" for i in ids),
+            wrong_keyword=sum(outcomes[i] == "wrong_keyword" for i in ids),
+            missed=sum(outcomes[i] == "missed" for i in ids))
+
+    # False accepts that fall on an unknown word (window overlaps it) rather than on noise.
+    fa_ids = [j for j in range(n_det) if det_outcomes[j] == "false_accept"]
+    on_unknown = 0
+    if fa_ids and truth.unknown_events:
+        u_lo = np.array([u.start_s - tolerance_s for u in truth.unknown_events])
+        u_hi = np.array([u.end_s + max_delay_s + tolerance_s for u in truth.unknown_events])
+        t = det_times[fa_ids]
+        on_unknown = int(np.sum(np.any((t[:, None] >= u_lo[None, :]) & (t[:, None] <= u_hi[None, :]), axis=1)))
+
+    return StreamScore(
+        duration_s=float(truth.duration_s), n_events=n_ev,
+        hits=outcomes.count("hit"), wrong_keyword=outcomes.count("wrong_keyword"),
+        missed=outcomes.count("missed"), false_accepts=len(fa_ids), false_accepts_on_unknown=on_unknown,
+        n_detections=n_det, per_keyword=per_keyword, confusions=dict(sorted(confusions.items())),
+        outcomes=tuple(outcomes), detection_outcomes=tuple(det_outcomes))
+
+
+# -------------------------------------------------------------------------------------------
+# Threshold sweep (DET curve) and calibration
+# -------------------------------------------------------------------------------------------
+#: The default sweep: fine steps where calibrated thresholds usually land.
+DEFAULT_SWEEP: tuple[float, ...] = tuple(
+    float(x) for x in np.round(np.concatenate([np.arange(0.05, 0.90, 0.05), np.arange(0.90, 0.995, 0.01)]), 3))
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    threshold: float
+    hits: int
+    n_events: int
+    false_accepts: int
+    fa_per_hour: float
+
+    @property
+    def hit_rate(self) -> float | None:
+        return self.hits / self.n_events if self.n_events else None
+
+    @property
+    def miss_rate(self) -> float | None:
+        return 1.0 - self.hits / self.n_events if self.n_events else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"threshold": self.threshold, "hits": self.hits, "hit_rate": self.hit_rate,
+                "miss_rate": self.miss_rate, "false_accepts": self.false_accepts,
+                "fa_per_hour": self.fa_per_hour}
+
+
+def sweep_thresholds(detect: Callable[[float], Sequence[Any]], truth: Truth, thresholds: Iterable[float], *,
+                     tolerance_s: float = DEFAULT_TOLERANCE_S, max_delay_s: float = 1.0) -> list[SweepPoint]:
+    """Score ``detect(threshold)`` for each threshold; points sorted by threshold.
+
+    ``detect`` re-runs the detector at one threshold and returns its detections; normally it
+    replays the recorded window posteriors through a fresh :class:`~kws.runtime.detector.Detector`.
+    """
+    points = []
+    for threshold in sorted(set(float(t) for t in thresholds)):
+        score = match_detections(detect(threshold), truth, tolerance_s=tolerance_s, max_delay_s=max_delay_s)
+        points.append(SweepPoint(threshold, score.hits, score.n_events, score.false_accepts, score.fa_per_hour))
+    return points
+
+
+def choose_threshold(points: Sequence[SweepPoint], target_fa_per_hour: float) -> SweepPoint | None:
+    """The lowest threshold from which every higher swept threshold stays at or under the target.
+
+    On a monotone sweep this is simply the lowest threshold with ``fa_per_hour <= target``,
+    the one that keeps the most hits. Requiring all higher points to meet the target too
+    keeps a lucky dip in a non-monotone sweep (the refractory period can make one) from
+    being chosen. None when even the highest threshold exceeds the target.
+    """
+    ordered = sorted(points, key=lambda p: p.threshold)
+    chosen = None
+    for point in reversed(ordered):
+        if point.fa_per_hour <= target_fa_per_hour + 1e-12:
+            chosen = point
+        else:
+            break
+    return chosen

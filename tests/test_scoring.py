@@ -1,0 +1,190 @@
+"""kws.runtime.scoring: matching scripted detections to scripted truth, FA/hour, sweeps."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from kws.runtime.errors import DataError
+from kws.runtime.scoring import (Truth, TruthEvent, choose_threshold, fa_per_hour, load_truth,
+                                 match_detections, max_delay_s, sweep_thresholds, truth_from_dict)
+
+
+@dataclass(frozen=True)
+class Det:
+    time_s: float
+    label: str
+    score: float = 0.9
+
+
+def truth(events, duration_s=3600.0, unknown=()):
+    return Truth(8000, duration_s, tuple(TruthEvent(*e) for e in events),
+                 tuple(TruthEvent("unknown", s, e) for s, e in unknown))
+
+
+# ---------------------------------------------------------------------------------------
+# Matching
+# ---------------------------------------------------------------------------------------
+def test_hit_wrong_keyword_false_accept_and_miss():
+    t = truth([("yes", 10.0, 10.5), ("no", 20.0, 20.4), ("up", 30.0, 30.6), ("go", 40.0, 40.3)])
+    dets = [Det(10.9, "yes"), Det(20.8, "up"), Det(50.0, "stop")]  # "up" and "go" get nothing right
+    s = match_detections(dets, t, tolerance_s=0.5, max_delay_s=1.0)
+    assert s.outcomes == ("hit", "wrong_keyword", "missed", "missed")
+    assert s.detection_outcomes == ("hit", "wrong_keyword", "false_accept")
+    assert (s.hits, s.wrong_keyword, s.missed, s.false_accepts) == (1, 1, 2, 1)
+    assert s.hit_rate == pytest.approx(0.25)
+    assert s.miss_rate == pytest.approx(0.75)  # a wrong keyword counts as a miss
+    assert s.confusions == {"no->up": 1}
+    assert s.per_keyword["yes"].hit_rate == 1.0
+    assert s.per_keyword["no"].to_dict() == {"events": 1, "hits": 0, "wrong_keyword": 1, "missed": 0,
+                                             "hit_rate": 0.0}
+    assert s.fa_per_hour == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("time_s, hit", [
+    (9.0 - 0.25, True),           # exactly start - tolerance
+    (9.0 - 0.25 - 1e-6, False),   # just before
+    (9.5 + 1.0 + 0.25, True),     # exactly end + max_delay + tolerance
+    (9.5 + 1.0 + 0.25 + 1e-6, False),
+])
+def test_tolerance_edges(time_s, hit):
+    t = truth([("left", 9.0, 9.5)])
+    s = match_detections([Det(time_s, "left")], t, tolerance_s=0.25, max_delay_s=1.0)
+    assert (s.hits, s.false_accepts, s.missed) == ((1, 0, 0) if hit else (0, 1, 1))
+
+
+def test_second_detection_for_one_event_is_a_false_accept():
+    t = truth([("on", 5.0, 5.4)])
+    s = match_detections([Det(5.6, "on"), Det(6.1, "on"), Det(5.9, "off")], t)
+    assert s.hits == 1 and s.false_accepts == 2 and s.wrong_keyword == 0
+    assert s.detection_outcomes == ("hit", "false_accept", "false_accept")
+
+
+def test_right_label_wins_over_earlier_wrong_one_and_neighbouring_events():
+    # Overlapping intervals: the "no" detection belongs to the second event, the "yes" to the first.
+    t = truth([("yes", 1.0, 1.5), ("no", 2.2, 2.6)])
+    s = match_detections([Det(2.3, "no"), Det(2.4, "yes")], t, tolerance_s=0.75, max_delay_s=1.0)
+    assert s.outcomes == ("hit", "hit") and s.false_accepts == 0
+    # Only a wrong label near the first: it is a wrong keyword, the second event is missed.
+    s = match_detections([Det(1.8, "stop")], t, tolerance_s=0.75, max_delay_s=1.0)
+    assert s.outcomes == ("wrong_keyword", "missed")
+
+
+def test_detections_order_does_not_matter():
+    rng = np.random.default_rng(1)
+    events = [("yes", 3.0 * i + 1.0, 3.0 * i + 1.5) for i in range(30)]
+    dets = [Det(float(t), str(lbl)) for t, lbl in zip(rng.uniform(0, 95, 40), rng.choice(["yes", "no"], 40))]
+    t = truth(events, duration_s=100.0)
+    a = match_detections(dets, t)
+    b = match_detections(dets[::-1], t)
+    assert (a.hits, a.wrong_keyword, a.false_accepts) == (b.hits, b.wrong_keyword, b.false_accepts)
+    assert a.hits + a.wrong_keyword + a.false_accepts == len(dets)
+    assert a.hits + a.wrong_keyword + a.missed == len(events)
+
+
+def test_false_accepts_on_unknown_words_are_counted_apart():
+    t = truth([], duration_s=1800.0, unknown=[(10.0, 10.5)])
+    s = match_detections([Det(11.0, "yes"), Det(100.0, "no")], t)
+    assert s.false_accepts == 2 and s.false_accepts_on_unknown == 1
+    assert s.hit_rate is None and s.miss_rate is None  # negatives-only: no keyword events
+    assert s.fa_per_hour == pytest.approx(4.0)  # 2 in half an hour
+
+
+def test_fa_per_hour_arithmetic():
+    assert fa_per_hour(3, 3600.0) == pytest.approx(3.0)
+    assert fa_per_hour(1, 1800.0) == pytest.approx(2.0)
+    assert fa_per_hour(0, 60.0) == 0.0
+    assert fa_per_hour(5, 36000.0) == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        fa_per_hour(1, 0.0)
+    assert max_delay_s(window_s=1.0, hop_s=0.25, smoothing_windows=3) == pytest.approx(1.5)
+    assert max_delay_s(window_s=1.0, hop_s=0.25, smoothing_windows=1) == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------------------------------
+# Sweep and threshold choice
+# ---------------------------------------------------------------------------------------
+def _peaks_detector(peaks):
+    """A scripted detector: each (time, label, score) peak fires when score >= threshold."""
+    return lambda threshold: [Det(t, lbl, s) for t, lbl, s in peaks if s >= threshold]
+
+
+def test_sweep_is_monotone_and_chooses_lowest_threshold_meeting_target():
+    rng = np.random.default_rng(0)
+    events = [("yes" if i % 2 else "no", 4.0 * i + 2.0, 4.0 * i + 2.5) for i in range(50)]
+    peaks = [(e[2] + 0.4, e[0], float(rng.uniform(0.5, 1.0))) for e in events]
+    peaks += [(float(t), "yes", float(rng.uniform(0.0, 0.9))) for t in 4.0 * np.arange(50) + 0.2]
+    t = truth(events, duration_s=7200.0)  # two hours
+    points = sweep_thresholds(_peaks_detector(peaks), t, [0.9, 0.1, 0.5, 0.3, 0.7], tolerance_s=0.5)
+    assert [p.threshold for p in points] == [0.1, 0.3, 0.5, 0.7, 0.9]
+    fa = [p.fa_per_hour for p in points]
+    hits = [p.hits for p in points]
+    assert fa == sorted(fa, reverse=True) and hits == sorted(hits, reverse=True)
+    assert fa[0] > fa[-1] and hits[0] > hits[-1]
+    for p in points:
+        expected_fa = sum(1 for *_, s in peaks[50:] if s >= p.threshold) / 2.0
+        assert p.fa_per_hour == pytest.approx(expected_fa)
+        assert p.miss_rate == pytest.approx(1 - p.hits / 50)
+    target = fa[2]
+    chosen = choose_threshold(points, target)
+    assert chosen.threshold == 0.5
+    assert choose_threshold(points, -1.0) is None
+
+
+def test_choose_threshold_skips_a_lucky_dip():
+    from kws.runtime.scoring import SweepPoint
+
+    points = [SweepPoint(0.3, 9, 10, 0, 0.0),  # a dip: under target, but 0.5 is over it
+              SweepPoint(0.5, 8, 10, 4, 4.0),
+              SweepPoint(0.7, 7, 10, 1, 1.0),
+              SweepPoint(0.9, 5, 10, 0, 0.0)]
+    assert choose_threshold(points, 1.0).threshold == 0.7
+    assert choose_threshold(points, 0.5).threshold == 0.9
+
+
+# ---------------------------------------------------------------------------------------
+# Truth files
+# ---------------------------------------------------------------------------------------
+def test_truth_round_trip(tmp_path):
+    t = truth([("yes", 1.0, 1.5), ("no", 3.0, 3.25)], duration_s=10.0, unknown=[(5.0, 5.5)])
+    loaded = load_truth(t.save(tmp_path / "t.json"))
+    assert loaded.events == t.events and loaded.unknown_events == t.unknown_events
+    assert loaded.duration_s == 10.0 and not loaded.negatives_only
+
+
+GOOD = {"sample_rate_hz": 8000, "duration_s": 10.0, "events": [{"label": "yes", "start_s": 1.0, "end_s": 1.5}]}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"events": None}, "'events' must be a list"),
+    ({"duration_s": -1}, "'duration_s' must be positive"),
+    ({"duration_s": "ten"}, "'duration_s' must be a finite number, got 'ten'"),
+    ({"sample_rate_hz": 0}, "'sample_rate_hz' must be a positive integer"),
+    ({"events": [{"label": "yes", "start_s": 2.0, "end_s": 1.0}]}, "events[0]: expected 0 <= start_s < end_s"),
+    ({"events": [{"label": "", "start_s": 1.0, "end_s": 2.0}]}, "events[0]: 'label' must be a non-empty string"),
+    ({"events": [{"label": "yes", "start_s": 1.0, "end_s": 12.0}]}, "past the stream's duration_s=10.0"),
+    ({"events": ["yes"]}, "events[0] must be an object"),
+    ({"unknown_events": [{"label": "unknown", "start_s": "x", "end_s": 1}]}, "unknown_events[0]: 'start_s'"),
+])
+def test_bad_truth_is_named(change, message):
+    with pytest.raises(DataError, match=None) as info:
+        truth_from_dict({**GOOD, **change}, source="t.json")
+    assert message in str(info.value) and str(info.value).startswith("t.json")
+
+
+def test_truth_file_errors(tmp_path):
+    with pytest.raises(DataError, match="truth file not found"):
+        load_truth(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(DataError, match="not valid JSON"):
+        load_truth(bad)
+    bad.write_text(json.dumps([1, 2]))
+    with pytest.raises(DataError, match="expected a JSON object, got list"):
+        load_truth(bad)
+    bad.write_text(json.dumps({"sample_rate_hz": 8000, "duration_s": 5.0}))
+    with pytest.raises(DataError, match="missing 'events' list"):
+        load_truth(bad)

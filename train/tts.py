@@ -14,7 +14,7 @@ ten keywords and some other words through whatever engines the machine has:
 
 Each synthetic speaker is ``engine:voice:variant`` (e.g. ``espeak-ng:en-gb-scotland:m3``).
 Every clip is spoken with its own rate and pitch jitter, resampled to 8 kHz with a polyphase
-filter, trimmed to the word, placed at a random offset in one second, scaled to a random peak
+filter (:mod:`kws.runtime.resample`), trimmed to the word, placed at a random offset in one second, scaled to a random peak
 and mixed with coloured noise at a random SNR. ``silence`` clips are generated noise (and
 cut from an npz's ``silence`` clips when one is given).
 
@@ -39,16 +39,19 @@ import re
 import shutil
 import subprocess
 import tempfile
-import wave
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from kws.runtime.audio_io import read_wav, to_mono, write_wav
 from kws.runtime.errors import DataError, KwsError
 from kws.runtime.labels import KEYWORDS, SEED_LABELS, SILENCE, UNKNOWN
+from kws.runtime.resample import resample, resample_poly
+from kws.runtime.scoring import TRUTH_FORMAT
 
 logger = logging.getLogger(__name__)
 
@@ -254,28 +257,9 @@ def no_engine_message(engines: Sequence[str] = ENGINES) -> str:
 # ------------------------------------------------------------------------------------------
 # Speaking one word
 # ------------------------------------------------------------------------------------------
-def _read_wav(path: Path) -> tuple[np.ndarray, int]:
-    """A 16-bit PCM wav as float32 mono and its rate (what the engines write)."""
-    try:
-        with wave.open(str(path), "rb") as w:
-            rate, width, channels, n = w.getframerate(), w.getsampwidth(), w.getnchannels(), w.getnframes()
-            raw = w.readframes(n)
-    except (OSError, EOFError, wave.Error) as exc:
-        raise DataError(f"{path}: the engine wrote no readable wav ({exc})") from exc
-    if width != 2:
-        raise DataError(f"{path}: expected 16-bit PCM from the engine, got {8 * width}-bit")
-    audio = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
-    return audio.reshape(-1, channels).mean(axis=1), rate
-
-
 def resample_to(audio: np.ndarray, from_hz: int, to_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
-    """Polyphase resampling (scipy), float32."""
-    if from_hz == to_hz:
-        return audio.astype(np.float32)
-    from scipy.signal import resample_poly
-
-    g = math.gcd(int(from_hz), int(to_hz))
-    return resample_poly(audio, int(to_hz) // g, int(from_hz) // g).astype(np.float32)
+    """Polyphase resampling with the runtime's resampler, float32."""
+    return resample(np.asarray(audio, np.float32), int(from_hz), int(to_hz)).astype(np.float32)
 
 
 def _espeak_cmd(voice: Voice, text: str, out: Path, rate: float, pitch: float) -> list[str]:
@@ -333,10 +317,11 @@ def _speak_files(items: Sequence[tuple[Voice, str, float, float]], tmp: Path, jo
             one(i)
     result = []
     for (voice, text, _, _), out in zip(items, outs):
-        audio, rate_hz = _read_wav(out)
-        if audio.size == 0:
-            raise DataError(f"{voice.speaker} produced no audio for {text!r}")
-        result.append(resample_to(audio, rate_hz))
+        try:
+            audio, rate_hz = read_wav(out)
+        except DataError as exc:
+            raise DataError(f"{voice.speaker} produced no usable audio for {text!r}: {exc}") from None
+        result.append(resample_to(to_mono(audio), rate_hz))
         out.unlink()
     return result
 
@@ -371,11 +356,7 @@ def speed_perturb(audio: np.ndarray, factor: float) -> np.ndarray:
     """Play ``factor`` times faster (pitch and tempo together, like Kaldi's speed perturbation)."""
     if abs(factor - 1.0) < 1e-3:
         return audio
-    from fractions import Fraction
-
     frac = Fraction(factor).limit_denominator(50)
-    from scipy.signal import resample_poly
-
     return resample_poly(audio, frac.denominator, frac.numerator).astype(np.float32)
 
 
@@ -487,13 +468,17 @@ def _place(word: np.ndarray, rng: np.random.Generator, jitter: Jitter, noise: np
     return np.clip(clip, -1.0, 1.0)
 
 
-def _silence_clip(rng: np.random.Generator, jitter: Jitter, bank: np.ndarray | None) -> np.ndarray:
+def _silence_clip(rng: np.random.Generator, jitter: Jitter, bank: np.ndarray | None) -> tuple[np.ndarray, str]:
+    """One second of noise and what it is (``noise:pink``, ``npz:17`` = silence clip 17 of the npz)."""
     level = math.exp(rng.uniform(math.log(jitter.silence_rms[0]), math.log(jitter.silence_rms[1])))
-    clip = colored_noise(CLIP_SAMPLES, rng) * np.float32(level)
+    kind = str(rng.choice(["white", "pink", "brown", "hum"]))
+    clip = colored_noise(CLIP_SAMPLES, rng, kind=kind) * np.float32(level)
+    what = f"noise:{kind}"
     if bank is not None and rng.random() < 0.5:
-        real = bank[int(rng.integers(len(bank)))]
-        clip = real * np.float32(rng.uniform(0.3, 1.5)) + 0.1 * clip
-    return np.clip(clip, -1.0, 1.0).astype(np.float32)
+        k = int(rng.integers(len(bank)))
+        clip = bank[k] * np.float32(rng.uniform(0.3, 1.5)) + 0.1 * clip
+        what = f"npz:{k}"
+    return np.clip(clip, -1.0, 1.0).astype(np.float32), what
 
 
 def _utterances(voices: Sequence[Voice], words: Sequence[str], rng: np.random.Generator, jitter: Jitter,
@@ -527,7 +512,8 @@ def demo_dataset(voices: Sequence[Voice], *, clips_per_label: int = 40, seed: in
     Returns
     -------
     dict with ``wav_vals`` float32 (N, 8000) in [-1, 1], ``label_vals`` str (N, 1),
-    ``speaker`` str (N,) (``engine:voice:variant``, ``noise`` for silence) and ``word`` str (N,).
+    ``speaker`` str (N,) (``engine:voice:variant``; ``noise:NNN`` pseudo-speakers for silence) and
+    ``word`` str (N,) (the word spoken; for silence the noise: ``noise:pink``, ``npz:K``).
     """
     if not voices:
         raise NoEngineError(no_engine_message())
@@ -546,10 +532,12 @@ def demo_dataset(voices: Sequence[Voice], *, clips_per_label: int = 40, seed: in
             speakers.append(voices[(offset + i) % len(voices)])
     audio = _utterances(speakers, words, rng, jitter, jobs, progress, "speaking")
     clips = [_place(a, rng, jitter, colored_noise(CLIP_SAMPLES, rng)) for a in audio]
-    clips += [_silence_clip(rng, jitter, bank) for _ in range(clips_per_label)]
+    silence = [_silence_clip(rng, jitter, bank) for _ in range(clips_per_label)]
+    clips += [c for c, _ in silence]
     labels += [SILENCE] * clips_per_label
-    words += [""] * clips_per_label
-    names = [v.speaker for v in speakers] + ["noise"] * clips_per_label
+    words += [w for _, w in silence]
+    # Noise has no speaker; pseudo-speakers (one per voice slot) let a speaker split spread it.
+    names = [v.speaker for v in speakers] + [f"noise:{i % len(voices):03d}" for i in range(clips_per_label)]
     order = rng.permutation(len(clips))
     return {
         "wav_vals": np.stack(clips)[order].astype(np.float32),
@@ -575,7 +563,8 @@ def demo_stream(voices: Sequence[Voice], *, seconds: float = 36.0, seed: int = 0
     Returns
     -------
     audio : float32 (round(seconds * 8000),) in [-1, 1] at 8 kHz
-    truth : dict in the ``kws-data stream`` format: ``sample_rate_hz``, ``duration_s``,
+    truth : dict in the ``kws-data stream`` format (``kws-stream-truth/1``, read by
+        :func:`kws.runtime.scoring.load_truth`): ``format``, ``sample_rate_hz``, ``duration_s``,
         ``events`` [{label, start_s, end_s, speaker}], ``unknown_events`` [{label, word,
         start_s, end_s, speaker}], ``settings``.
     """
@@ -620,6 +609,7 @@ def demo_stream(voices: Sequence[Voice], *, seconds: float = 36.0, seed: int = 0
             events.append(ev)
         t += len(a) + int(rng.uniform(*gap_s) * SAMPLE_RATE_HZ)
     truth = {
+        "format": TRUTH_FORMAT,
         "sample_rate_hz": SAMPLE_RATE_HZ,
         "duration_s": n_total / SAMPLE_RATE_HZ,
         "events": events,
@@ -637,19 +627,6 @@ def demo_stream(voices: Sequence[Voice], *, seconds: float = 36.0, seed: int = 0
         },
     }
     return np.clip(stream, -1.0, 1.0).astype(np.float32), truth
-
-
-def write_wav16(path: str | Path, audio: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ) -> Path:
-    """Write mono float32 audio as 16-bit PCM."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pcm = np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2")
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(sample_rate_hz)
-        w.writeframes(pcm.tobytes())
-    return path
 
 
 # ------------------------------------------------------------------------------------------
@@ -741,7 +718,8 @@ def generate(*, out: str | Path | None = None, stream: str | Path | None = None,
     if stream is not None:
         audio, tr = demo_stream(stream_v, seconds=stream_seconds, seed=seed + 1, noise_npz=noise_npz, jobs=jobs,
                                 progress=progress)
-        write_wav16(stream, audio)
+        Path(stream).parent.mkdir(parents=True, exist_ok=True)
+        write_wav(stream, audio, SAMPLE_RATE_HZ)
         truth.parent.mkdir(parents=True, exist_ok=True)
         truth.write_text(json.dumps(tr, indent=2) + "\n")
         result.stream, result.truth = Path(stream), truth

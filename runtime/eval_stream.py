@@ -1,0 +1,454 @@
+"""kws-eval-stream: hit rate, false accepts per hour and a threshold sweep on long test streams.
+
+Runs a stream (from ``kws-data stream``) through exactly the ``kws-listen --wav`` code path
+(:func:`kws.runtime.pipeline.run_wav`: ring buffer, front-end, interpreter, detector) with the
+window posteriors recorded, and scores the detections against the stream's truth file::
+
+    kws-eval-stream --model models/model_int8.tflite --wav stream.wav --truth stream.json
+    kws-eval-stream --wav kw.wav --wav neg.wav --det-png det.png --calibrate   # pooled, calibrate
+
+Matching (see :mod:`kws.runtime.scoring`): a detection at ``time_s`` (the END of the window
+that fired) counts for a keyword spoken over ``[start_s, end_s]`` when
+``start_s - tol <= time_s <= end_s + window + (smoothing - 1) * hop + tol``: hit (same label),
+wrong keyword (another label), else false accept; an event without a detection is missed.
+
+The threshold sweep replays the recorded posteriors through a fresh
+:class:`~kws.runtime.detector.Detector` for each threshold (the same class the pipeline uses;
+at the operating threshold the replay reproduces the pipeline's detections exactly), giving a
+DET curve (miss rate against false accepts per hour) and the lowest threshold that keeps false
+accepts at or under ``--target-fa-per-hour``. ``--calibrate`` writes that threshold, with the
+detector settings it was found with, into the model's JSON ``detection`` section.
+
+Several ``--wav`` (each with its ``--truth``, in order; default ``STREAM.json`` beside each
+wav) are pooled: events and hours add up, e.g. a keyword stream plus a negatives-only stream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+from kws.runtime.cli import configure_logging, run_main
+from kws.runtime.detector import Detection, Detector, DetectorConfig
+from kws.runtime.errors import EXIT_FAILURE, EXIT_OK, DataError, KwsError
+from kws.runtime.interpreter import BACKENDS
+from kws.runtime.scoring import (DEFAULT_SWEEP, DEFAULT_TOLERANCE_S, StreamScore, SweepPoint, Truth, TruthEvent,
+                                 choose_threshold, load_truth, match_detections, max_delay_s, sweep_thresholds)
+
+logger = logging.getLogger(__name__)
+PROG = "kws-eval-stream"
+#: A wav may differ from its truth's duration by this much (resampling rounds) before it is refused.
+DURATION_SLACK_S = 0.05
+#: Silence put between pooled streams on the common time line (not counted in the hours).
+POOL_GAP_S = 30.0
+
+EPILOG = f"""\
+exit codes:
+  {EXIT_OK}    evaluated (and calibrated, with --calibrate)
+  {EXIT_FAILURE}    --calibrate: no swept threshold meets the target (the JSON is left as it was)
+  2    bad input: a missing or unreadable wav or truth file, a truth file that does not
+       belong to the wav, a bad flag, a missing or corrupt model or model JSON
+
+A detection's time_s is the end of the window that fired; it counts for a keyword spoken over
+[start_s, end_s] when start_s - tol <= time_s <= end_s + window + (smoothing - 1) * hop + tol.
+False accepts per hour divide by the total audio duration. See docs/streaming.md.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Score a model on long test streams: hit rate per keyword, false accepts "
+                               "per hour, a threshold sweep (DET curve) and threshold calibration.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", metavar="PATH.tflite",
+                       help="model with its JSON beside it (default: the shipped models/model_int8.tflite)")
+    model.add_argument("--threads", type=int, metavar="N", help="interpreter threads (default: backend's)")
+    model.add_argument("--backend", choices=("auto", *BACKENDS), default="auto", help="TFLite interpreter")
+    data = parser.add_argument_group("streams")
+    data.add_argument("--wav", action="append", required=True, metavar="STREAM.wav",
+                      help="a stream from kws-data stream; repeat to pool several")
+    data.add_argument("--truth", action="append", metavar="TRUTH.json",
+                      help="its truth file, one per --wav in the same order (default: STREAM.json beside it)")
+    det = parser.add_argument_group("detection (defaults from the model's JSON, as kws-listen)")
+    det.add_argument("--hop-ms", type=float, default=250.0, metavar="MS",
+                     help="time between scored windows (default 250)")
+    det.add_argument("--threshold", type=float, metavar="P", help="operating threshold, 0..1")
+    det.add_argument("--smoothing", type=int, metavar="K", help="average the last K windows")
+    det.add_argument("--refractory-ms", type=float, metavar="MS", help="nothing fires this long after a detection")
+    det.add_argument("--min-count", type=int, metavar="N", help="consecutive windows above the threshold needed")
+    score = parser.add_argument_group("scoring")
+    score.add_argument("--tolerance-s", type=float, default=DEFAULT_TOLERANCE_S, metavar="S",
+                       help=f"slack on both sides of each keyword's interval (default {DEFAULT_TOLERANCE_S})")
+    score.add_argument("--target-fa-per-hour", type=float, default=1.0, metavar="R",
+                       help="false accepts per hour the chosen threshold must not exceed (default 1.0)")
+    score.add_argument("--sweep", metavar="P,P,...",
+                       help="thresholds to sweep (default 0.05..0.85 by 0.05, then 0.90..0.99 by 0.01)")
+    score.add_argument("--det-png", metavar="PATH.png", help="draw the DET curve here (needs matplotlib)")
+    score.add_argument("--calibrate", action="store_true",
+                       help="write the chosen threshold into the model's JSON 'detection' section")
+    out = parser.add_argument_group("output")
+    out.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
+    out.add_argument("-v", "--verbose", action="count", default=0, help="more log lines")
+    out.add_argument("-q", "--quiet", action="store_true", help="warnings only on stderr")
+    return parser
+
+
+# -------------------------------------------------------------------------------------------
+# Pieces
+# -------------------------------------------------------------------------------------------
+def parse_sweep(text: str | None) -> tuple[float, ...]:
+    if text is None:
+        return DEFAULT_SWEEP
+    try:
+        values = tuple(float(x) for x in text.replace(" ", "").split(",") if x)
+    except ValueError:
+        raise KwsError(f"--sweep {text!r}: expected comma-separated thresholds like 0.5,0.7,0.9") from None
+    if not values or not all(0.0 <= v <= 1.0 for v in values):
+        raise KwsError(f"--sweep {text!r}: expected thresholds in [0, 1]")
+    return values
+
+
+def replay(labels: Sequence[str], config: DetectorConfig, scores: Sequence[tuple[float, Any]]) -> list[Detection]:
+    """Run a fresh :class:`Detector` with ``config`` over recorded ``(time_s, probs)`` windows."""
+    detector = Detector(labels, config)
+    found = []
+    for time_s, probs in scores:
+        detection = detector.update(time_s, probs)
+        if detection is not None:
+            found.append(detection)
+    return found
+
+
+@dataclass
+class StreamRun:
+    """One stream's pipeline output and truth."""
+
+    wav: Path
+    truth_path: Path
+    truth: Truth
+    detections: list[Detection]
+    scores: list[tuple[float, Any]]
+    windows_scored: int
+    duration_s: float
+    mean_latency_ms: float
+
+
+def _truth_paths(wavs: Sequence[str], truths: Sequence[str] | None) -> list[tuple[Path, Path]]:
+    if truths and len(truths) != len(wavs):
+        raise KwsError(f"{len(wavs)} --wav but {len(truths)} --truth: give one truth file per stream "
+                       "(or none, for STREAM.json beside each)")
+    return [(Path(w), Path(truths[i]) if truths else Path(w).with_suffix(".json")) for i, w in enumerate(wavs)]
+
+
+def _check_wav(wav: Path, truth: Truth, truth_path: Path, model_rate_hz: int) -> None:
+    """Refuse a wav that is not the truth's stream; note a rate that will be resampled."""
+    from kws.runtime.audio_io import read_wav
+
+    audio, rate = read_wav(wav)
+    duration_s = audio.shape[0] / rate
+    if abs(duration_s - truth.duration_s) > DURATION_SLACK_S:
+        raise DataError(f"{wav} lasts {duration_s:.2f} s but {truth_path} says duration_s={truth.duration_s:.2f}: "
+                        "not the truth file of this stream")
+    if rate != model_rate_hz or rate != truth.sample_rate_hz:
+        logger.warning("%s: %d Hz (truth: %d Hz); resampled to the model's %d Hz, truth times in seconds kept",
+                       wav, rate, truth.sample_rate_hz, model_rate_hz)
+
+
+def run_stream(model, wav: Path, truth_path: Path, *, hop_ms: float, config: DetectorConfig) -> StreamRun:
+    """Load the truth, check the wav against it, and run it through :func:`run_wav` with scores recorded."""
+    from kws.runtime.pipeline import run_wav
+
+    truth = load_truth(truth_path)
+    _check_wav(wav, truth, truth_path, model.features.sample_rate_hz)
+    unknown_labels = sorted({e.label for e in truth.events} - set(model.labels))
+    if unknown_labels:
+        logger.warning("%s: keyword(s) %s are not among the model's labels; they can only be missed",
+                       truth_path, ", ".join(unknown_labels))
+    started = time.perf_counter()
+    result = run_wav(model, wav, hop_ms=hop_ms, detector=config, record_scores=True)
+    logger.info("%s: %d windows in %.1f s", wav, result.windows_scored, time.perf_counter() - started)
+    return StreamRun(wav, truth_path, truth, list(result.detections), list(result.scores),
+                     result.windows_scored, result.duration_s, result.mean_latency_ms)
+
+
+def pool(runs: Sequence[StreamRun]) -> tuple[Truth, list[tuple[float, Any]], list[Detection]]:
+    """Put several streams on one time line (``POOL_GAP_S`` apart); hours add up, gaps don't count."""
+    if len(runs) == 1:
+        r = runs[0]
+        return r.truth, r.scores, r.detections
+    events, unknown, scores, detections = [], [], [], []
+    offset = 0.0
+    total_s = 0.0
+    for r in runs:
+        shift = lambda e: TruthEvent(e.label, e.start_s + offset, e.end_s + offset, e.speaker)  # noqa: E731
+        events += [shift(e) for e in r.truth.events]
+        unknown += [shift(e) for e in r.truth.unknown_events]
+        scores += [(t + offset, p) for t, p in r.scores]
+        detections += [dataclasses.replace(d, time_s=d.time_s + offset) for d in r.detections]
+        offset += r.truth.duration_s + POOL_GAP_S
+        total_s += r.truth.duration_s
+    truth = Truth(runs[0].truth.sample_rate_hz, total_s, tuple(events), tuple(unknown), {"pooled": len(runs)})
+    return truth, scores, detections
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The human-readable report (what is printed without --json)."""
+    lines = []
+    det = report["detector"]
+    lines.append(f"model {report['model']}  hop {report['hop_ms']:g} ms  threshold {det['threshold']:.2f}  "
+                 f"smoothing {det['smoothing_windows']}  refractory {det['refractory_ms']:g} ms  "
+                 f"min count {det['min_count']}  tolerance {report['tolerance_s']:g} s")
+    for s in report["streams"]:
+        lines.append(f"  {s['wav']}: {s['duration_s'] / 60:.1f} min, {s['windows_scored']} windows, "
+                     f"{s['n_events']} keywords, {s['hits']} hits, {s['false_accepts']} false accepts")
+    r = report["score"]
+    if r["n_events"]:
+        lines.append(f"keywords: {r['n_events']} in {r['hours']:.2f} h: hit rate {_pct(r['hit_rate'])} "
+                     f"({r['hits']} hits, {r['wrong_keyword']} wrong keyword, {r['missed']} missed; "
+                     f"miss rate {_pct(r['miss_rate'])})")
+    else:
+        lines.append(f"negatives only: {r['hours']:.2f} h, no keywords (false accepts only)")
+    lines.append(f"false accepts: {r['false_accepts']} = {r['fa_per_hour']:.2f} per hour "
+                 f"({r['false_accepts_on_unknown']} on unknown words, the rest on noise)")
+    if r["per_keyword"]:
+        lines.append("per keyword:   events  hit rate  wrong  missed")
+        for label, k in r["per_keyword"].items():
+            lines.append(f"  {label:<10} {k['events']:>7}  {_pct(k['hit_rate']):>8}  {k['wrong_keyword']:>5}  "
+                         f"{k['missed']:>6}")
+    if r["confusions"]:
+        lines.append("wrong keywords (said->detected): "
+                     + ", ".join(f"{k} {v}" for k, v in sorted(r["confusions"].items(), key=lambda kv: -kv[1])))
+    lines.append("sweep:   threshold  hit rate  miss rate  FA/hour")
+    for p in report["sweep"]:
+        lines.append(f"  {p['threshold']:>15.2f}  {_pct(p['hit_rate']):>8}  {_pct(p['miss_rate']):>9}  "
+                     f"{p['fa_per_hour']:>7.2f}")
+    chosen = report["chosen"]
+    target = report["target_fa_per_hour"]
+    if chosen is None:
+        lines.append(f"no swept threshold keeps false accepts at or under {target:g} per hour")
+    else:
+        lines.append(f"target {target:g} FA/hour: threshold {chosen['threshold']:.2f} "
+                     f"(hit rate {_pct(chosen['hit_rate'])}, {chosen['fa_per_hour']:.2f} FA/hour)")
+    if report["hours"] * target < 3:
+        lines.append(f"note: {report['hours']:.2f} h of audio measures {target:g} FA/hour to within "
+                     f"{1 / report['hours']:.1f} FA/hour; use longer (negatives) streams for a firm number")
+    if report.get("det_png"):
+        lines.append(f"DET curve: {report['det_png']}")
+    elif report.get("det_png_note"):
+        lines.append(report["det_png_note"])
+    if report.get("calibrated"):
+        lines.append(f"calibrated: wrote threshold {chosen['threshold']:.2f} to {report['calibrated']}")
+    return "\n".join(lines)
+
+
+def plot_det(points: Sequence[SweepPoint], path: str | Path, *, target_fa_per_hour: float,
+             operating: SweepPoint | None, chosen: SweepPoint | None, title: str) -> bool:
+    """Draw the DET curve (miss rate against FA/hour) to ``path``; False without matplotlib.
+
+    On a negatives-only stream, FA/hour against the threshold instead.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=100)
+    negatives = points[0].n_events == 0
+    if negatives:
+        ax.plot([p.threshold for p in points], [p.fa_per_hour for p in points], "o-", ms=3)
+        ax.axhline(target_fa_per_hour, color="gray", ls="--", label=f"target {target_fa_per_hour:g} FA/h")
+        ax.set_xlabel("threshold")
+        ax.set_ylabel("false accepts per hour")
+        if chosen is not None:
+            ax.plot([chosen.threshold], [chosen.fa_per_hour], "r*", ms=12, label=f"chosen {chosen.threshold:.2f}")
+    else:
+        xs = [p.fa_per_hour for p in points]
+        ys = [100 * p.miss_rate for p in points]
+        ax.plot(xs, ys, "o-", ms=3, label="sweep")
+        for p in points[:: max(1, len(points) // 8)]:
+            ax.annotate(f"{p.threshold:.2f}", (p.fa_per_hour, 100 * p.miss_rate), fontsize=7,
+                        textcoords="offset points", xytext=(4, 4))
+        ax.axvline(target_fa_per_hour, color="gray", ls="--", label=f"target {target_fa_per_hour:g} FA/h")
+        if operating is not None:
+            ax.plot([operating.fa_per_hour], [100 * operating.miss_rate], "ks", ms=7,
+                    label=f"operating {operating.threshold:.2f}")
+        if chosen is not None:
+            ax.plot([chosen.fa_per_hour], [100 * chosen.miss_rate], "r*", ms=12,
+                    label=f"chosen {chosen.threshold:.2f}")
+        ax.set_xscale("symlog", linthresh=1.0)
+        ax.set_xlim(left=0)
+        ax.set_xlabel("false accepts per hour")
+        ax.set_ylabel("miss rate (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def calibrate(model_path: Path, config: DetectorConfig, chosen: SweepPoint, *, target_fa_per_hour: float,
+              runs: Sequence[StreamRun], hop_ms: float, tolerance_s: float) -> Path:
+    """Write ``chosen.threshold`` (and the detector settings it was found with) into the model's JSON.
+
+    Other keys of the JSON and of its ``detection`` section are kept. Returns the JSON path.
+    """
+    from kws.runtime.meta import ModelMeta, sidecar_path
+
+    json_path = sidecar_path(model_path)
+    meta = ModelMeta.load(json_path)
+    detection = dict(meta.extra.get("detection", {}))
+    detection.update({
+        "threshold": chosen.threshold,
+        "smoothing_windows": config.smoothing_windows,
+        "refractory_ms": config.refractory_ms,
+        "min_count": config.min_count,
+        "calibrated": {
+            "target_fa_per_hour": target_fa_per_hour,
+            "stream": [str(r.wav) for r in runs] if len(runs) > 1 else str(runs[0].wav),
+            "hours": sum(r.truth.duration_s for r in runs) / 3600.0,
+            "n_events": chosen.n_events,
+            "hit_rate": chosen.hit_rate,
+            "fa_per_hour": chosen.fa_per_hour,
+            "hop_ms": hop_ms,
+            "tolerance_s": tolerance_s,
+            "utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        },
+    })
+    meta.replace(detection=detection).save(json_path)
+    return json_path
+
+
+# -------------------------------------------------------------------------------------------
+# The command
+# -------------------------------------------------------------------------------------------
+def evaluate(model, model_path: Path, pairs: Sequence[tuple[Path, Path]], *, hop_ms: float, config: DetectorConfig,
+             tolerance_s: float, target_fa_per_hour: float, thresholds: Sequence[float],
+             det_png: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run and score the streams; returns (report dict, internals for calibration)."""
+    runs = [run_stream(model, wav, truth_path, hop_ms=hop_ms, config=config) for wav, truth_path in pairs]
+    truth, scores, detections = pool(runs)
+    delay_s = max_delay_s(window_s=model.features.window_seconds, hop_s=hop_ms / 1000.0,
+                          smoothing_windows=config.smoothing_windows)
+    score: StreamScore = match_detections(detections, truth, tolerance_s=tolerance_s, max_delay_s=delay_s)
+
+    replayed = replay(model.labels, config, scores)
+    same = [(d.time_s, d.label) for d in replayed] == [(d.time_s, d.label) for d in detections]
+    if not same:  # cannot happen unless the pipeline and the detector drift apart
+        logger.warning("replaying the recorded posteriors did not reproduce the pipeline's detections")
+
+    grid = sorted(set(thresholds) | {config.threshold})
+    points = sweep_thresholds(lambda t: replay(model.labels, dataclasses.replace(config, threshold=t), scores),
+                              truth, grid, tolerance_s=tolerance_s, max_delay_s=delay_s)
+    chosen = choose_threshold(points, target_fa_per_hour)
+    operating = next(p for p in points if p.threshold == config.threshold)
+
+    per_stream = []
+    for r in runs:
+        s = match_detections(r.detections, r.truth, tolerance_s=tolerance_s, max_delay_s=delay_s)
+        per_stream.append({"wav": str(r.wav), "truth": str(r.truth_path), "duration_s": r.truth.duration_s,
+                           "windows_scored": r.windows_scored, "n_events": s.n_events, "hits": s.hits,
+                           "hit_rate": s.hit_rate, "false_accepts": s.false_accepts, "fa_per_hour": s.fa_per_hour,
+                           "mean_latency_ms": r.mean_latency_ms})
+    report: dict[str, Any] = {
+        "model": str(model_path),
+        "backend": getattr(model, "backend", None),
+        "hop_ms": hop_ms,
+        "detector": config.to_dict(),
+        "tolerance_s": tolerance_s,
+        "max_delay_s": delay_s,
+        "hours": truth.duration_s / 3600.0,
+        "negatives_only": truth.negatives_only,
+        "streams": per_stream,
+        "score": score.to_dict(),
+        "detections": [d.to_dict() | {"outcome": o} for d, o in zip(detections, score.detection_outcomes)],
+        "replay_matches_pipeline": same,
+        "sweep": [p.to_dict() for p in points],
+        "target_fa_per_hour": target_fa_per_hour,
+        "chosen": None if chosen is None else chosen.to_dict(),
+        "det_png": None,
+        "calibrated": None,
+    }
+    if det_png:
+        title = (f"{model_path.name}: {truth.duration_s / 3600:.2f} h, {len(truth.events)} keywords, "
+                 f"hop {hop_ms:g} ms, smoothing {config.smoothing_windows}")
+        if plot_det(points, det_png, target_fa_per_hour=target_fa_per_hour, operating=operating, chosen=chosen,
+                    title=title):
+            report["det_png"] = str(det_png)
+        else:
+            report["det_png_note"] = "matplotlib is not installed: DET curve not drawn (pip install matplotlib)"
+            logger.warning(report["det_png_note"])
+    return report, {"runs": runs, "chosen": chosen}
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(-1 if args.quiet else args.verbose)
+    if not (math.isfinite(args.tolerance_s) and args.tolerance_s >= 0):
+        raise KwsError(f"--tolerance-s {args.tolerance_s}: expected a number of seconds >= 0")
+    if not (math.isfinite(args.target_fa_per_hour) and args.target_fa_per_hour >= 0):
+        raise KwsError(f"--target-fa-per-hour {args.target_fa_per_hour}: expected a number >= 0")
+    thresholds = parse_sweep(args.sweep)
+    pairs = _truth_paths(args.wav, args.truth)
+    for wav, truth_path in pairs:  # fail on a bad truth file before loading the model
+        load_truth(truth_path)
+        if not wav.is_file():
+            raise DataError(f"{wav}: WAV file not found")
+    if args.det_png and Path(args.det_png).suffix.lower() != ".png":
+        raise KwsError(f"--det-png {args.det_png}: expected a .png path")
+
+    from kws.runtime.model import KwsModel, default_model_path
+
+    model_path = Path(args.model) if args.model is not None else default_model_path()
+    model = KwsModel(model_path, threads=args.threads, backend=args.backend)
+    config = DetectorConfig.from_meta(model.meta, threshold=args.threshold, smoothing_windows=args.smoothing,
+                                      refractory_ms=args.refractory_ms, min_count=args.min_count)
+    report, internals = evaluate(model, model_path, pairs, hop_ms=args.hop_ms, config=config,
+                                 tolerance_s=args.tolerance_s, target_fa_per_hour=args.target_fa_per_hour,
+                                 thresholds=thresholds, det_png=args.det_png)
+    chosen = internals["chosen"]
+    failed = None
+    if args.calibrate:
+        if chosen is None:
+            top = report["sweep"][-1]
+            failed = (f"--calibrate: no swept threshold (up to {top['threshold']:.2f}, {top['fa_per_hour']:.2f} "
+                      f"FA/hour) keeps false accepts at or under {args.target_fa_per_hour:g} per hour; "
+                      f"{model_path.with_suffix('.json')} left unchanged")
+        else:
+            report["calibrated"] = str(calibrate(model_path, config, chosen,
+                                                 target_fa_per_hour=args.target_fa_per_hour,
+                                                 runs=internals["runs"], hop_ms=args.hop_ms,
+                                                 tolerance_s=args.tolerance_s))
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(format_report(report))
+    sys.stdout.flush()
+    if failed:
+        raise KwsError(failed, exit_code=EXIT_FAILURE)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main(PROG, _main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,391 @@
+"""Training-time augmentation: on waveforms before the front-end, and SpecAugment on features.
+
+All of it is numpy and driven by a ``numpy.random.Generator`` the caller passes in, so a batch
+is reproducible from ``(seed, epoch, batch)`` (see :mod:`kws.train.dataset`).
+
+Waveform stages, in order (each can be switched off in :class:`AugmentConfig`):
+
+1. **time shift**: move the clip by a uniform random offset in ``+-time_shift_ms``, zero-filled.
+2. **background noise** (probability ``noise_prob``): a random one-second crop of a noise clip,
+   scaled to a uniform random SNR in ``snr_db`` (dB, against the clip's RMS) and added. For
+   ``silence`` clips the noise is added at a random level relative to the clip instead (an SNR
+   against silence means nothing). Noise comes from the training split's ``silence`` clips
+   (never validation/test) or from a folder of wavs (:meth:`NoiseBank.from_dir`).
+3. **gain**: multiply by a uniform random gain in ``+-gain_db`` dB; the result is clipped to [-1, 1].
+
+Feature stage (spectrogram inputs only): ``time_masks`` masks of up to ``time_mask_fraction`` of
+the frames and ``freq_masks`` masks of up to ``freq_mask_fraction`` of the bins, set to the
+example's mean feature value (SpecAugment, Park et al. 2019, without time warping).
+
+Class balancing (:func:`class_probabilities`, :func:`epoch_indices`, :func:`class_weights`):
+``sample`` draws each epoch's clips with class probabilities between the natural frequencies
+(``balance_power`` 0) and equal classes (``balance_power`` 1); ``weights`` keeps the natural
+draw and weights the loss per class instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from kws.runtime.errors import DataError, KwsError
+
+logger = logging.getLogger(__name__)
+
+BALANCE_MODES = ("sample", "weights", "none")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentation settings (all on by default; :meth:`off` turns everything off).
+
+    Attributes
+    ----------
+    time_shift_ms : float
+        Largest shift either way, in milliseconds (0 = off).
+    noise_prob : float
+        Probability that a clip gets background noise (0 = off).
+    snr_db : (float, float)
+        Range of the signal-to-noise ratio in dB for non-silence clips.
+    gain_db : float
+        Largest gain change either way, in dB (0 = off).
+    time_masks, freq_masks : int
+        Number of SpecAugment masks per example over time / frequency (0 = off).
+    time_mask_fraction, freq_mask_fraction : float
+        Largest mask width as a fraction of the frames / bins.
+    balance : {"sample", "weights", "none"}
+        How the large ``unknown`` class is balanced against the keywords.
+    balance_power : float
+        0 = natural class frequencies, 1 = equal classes; 0.5 = probabilities proportional to the
+        square root of the class counts.
+    """
+
+    time_shift_ms: float = 100.0
+    noise_prob: float = 0.8
+    snr_db: tuple[float, float] = (5.0, 20.0)
+    gain_db: float = 6.0
+    time_masks: int = 2
+    freq_masks: int = 2
+    time_mask_fraction: float = 0.1
+    freq_mask_fraction: float = 0.1
+    balance: str = "sample"
+    balance_power: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.time_shift_ms < 0 or self.gain_db < 0:
+            raise KwsError(f"time_shift_ms={self.time_shift_ms}, gain_db={self.gain_db}: expected >= 0")
+        if not 0.0 <= self.noise_prob <= 1.0:
+            raise KwsError(f"noise probability {self.noise_prob}: expected a number in [0, 1]")
+        lo, hi = self.snr_db
+        if lo > hi:
+            raise KwsError(f"SNR range {lo} {hi} dB: expected MIN <= MAX")
+        if self.time_masks < 0 or self.freq_masks < 0:
+            raise KwsError(f"time_masks={self.time_masks}, freq_masks={self.freq_masks}: expected >= 0")
+        for name in ("time_mask_fraction", "freq_mask_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise KwsError(f"{name}={getattr(self, name)}: expected a number in [0, 1]")
+        if self.balance not in BALANCE_MODES:
+            raise KwsError(f"balance {self.balance!r}: expected one of {', '.join(BALANCE_MODES)}")
+        if not 0.0 <= self.balance_power <= 1.0:
+            raise KwsError(f"balance power {self.balance_power}: expected a number in [0, 1]")
+
+    @classmethod
+    def off(cls) -> "AugmentConfig":
+        """Everything off (the seed's recipe)."""
+        return cls(time_shift_ms=0.0, noise_prob=0.0, gain_db=0.0, time_masks=0, freq_masks=0,
+                   balance="none")
+
+    @property
+    def waveform_on(self) -> bool:
+        return self.time_shift_ms > 0 or self.noise_prob > 0 or self.gain_db > 0
+
+    @property
+    def masks_on(self) -> bool:
+        return (self.time_masks > 0 and self.time_mask_fraction > 0) or \
+               (self.freq_masks > 0 and self.freq_mask_fraction > 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["snr_db"] = list(self.snr_db)
+        return out
+
+
+# ---------------------------------------------------------------------------------------
+# Noise
+# ---------------------------------------------------------------------------------------
+class NoiseBank:
+    """Background noise to mix into training clips.
+
+    Either rows of a :class:`~kws.train.data.Dataset` (read with ``Dataset.audio`` when needed,
+    never copied as a whole) or a list of float32 recordings of any length.
+    """
+
+    def __init__(self, *, dataset=None, indices: np.ndarray | None = None,
+                 recordings: Sequence[np.ndarray] | None = None, source: str = "") -> None:
+        self._dataset = dataset
+        self._indices = None if indices is None else np.asarray(indices, dtype=np.int64)
+        self._recordings = [np.asarray(r, dtype=np.float32) for r in (recordings or [])]
+        self.source = source
+        if len(self) == 0:
+            raise DataError(f"no background noise in {source or 'the noise source'}")
+
+    def __len__(self) -> int:
+        if self._indices is not None:
+            return len(self._indices)
+        return len(self._recordings)
+
+    @classmethod
+    def from_dataset(cls, dataset, indices: np.ndarray, *, label: str = "silence") -> "NoiseBank | None":
+        """The clips of ``label`` among ``indices`` (pass the TRAINING split); None if there are none."""
+        if label not in dataset.label_names:
+            return None
+        wanted = np.asarray(indices, dtype=np.int64)
+        wanted = wanted[dataset.labels[wanted] == dataset.label_names.index(label)]
+        if len(wanted) == 0:
+            return None
+        return cls(dataset=dataset, indices=wanted, source=f"{len(wanted)} {label} clips of {dataset.path}")
+
+    @classmethod
+    def from_dir(cls, folder: str | Path, *, sample_rate_hz: int) -> "NoiseBank":
+        """Every ``*.wav`` under ``folder`` (recursively), mono, resampled to ``sample_rate_hz``.
+
+        Raises
+        ------
+        DataError
+            The folder does not exist, holds no wavs, or a wav cannot be read.
+        """
+        from kws.runtime.audio_io import read_wav, to_mono
+        from kws.runtime.resample import resample
+
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise DataError(f"--noise-dir {folder}: not a directory (expected a folder of noise .wav files)")
+        paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() == ".wav" and p.is_file())
+        if not paths:
+            raise DataError(f"--noise-dir {folder}: no .wav files in it")
+        recordings = []
+        for path in paths:
+            audio, rate = read_wav(path)
+            mono = to_mono(audio)
+            if rate != sample_rate_hz:
+                mono = resample(mono, rate, sample_rate_hz)
+            if len(mono) == 0:
+                continue
+            recordings.append(np.asarray(mono, dtype=np.float32))
+        logger.info("noise: %d recordings, %.1f s from %s", len(recordings),
+                    sum(len(r) for r in recordings) / sample_rate_hz, folder)
+        return cls(recordings=recordings, source=str(folder))
+
+    def draw(self, n: int, n_samples: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` random crops of ``n_samples``, float32 (n, n_samples); short sources are tiled."""
+        pick = rng.integers(0, len(self), n)
+        if self._indices is not None:
+            clips = self._dataset.audio(np.sort(self._indices[pick]))
+            clips = clips[rng.permutation(n)]
+            sources = list(clips)
+        else:
+            sources = [self._recordings[i] for i in pick]
+        out = np.empty((n, n_samples), dtype=np.float32)
+        for row, src in enumerate(sources):
+            if len(src) < n_samples:
+                src = np.tile(src, -(-n_samples // len(src)))
+            start = int(rng.integers(0, len(src) - n_samples + 1))
+            crop = src[start:start + n_samples]
+            # A random circular roll so the same short clip does not always start the same way.
+            out[row] = np.roll(crop, int(rng.integers(0, n_samples)))
+        return out
+
+
+# ---------------------------------------------------------------------------------------
+# Waveform and feature augmentation
+# ---------------------------------------------------------------------------------------
+def _rms(x: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.mean(np.square(x, dtype=np.float64), axis=-1))
+
+
+def time_shift(audio: np.ndarray, max_shift_samples: int, rng: np.random.Generator) -> np.ndarray:
+    """Shift every row by a uniform random offset in ``[-max, max]`` samples, zero-filled.
+
+    Parameters
+    ----------
+    audio : float32 (batch, n_samples)
+
+    Returns
+    -------
+    float32 (batch, n_samples), a new array
+    """
+    out = np.zeros_like(audio)
+    n = audio.shape[-1]
+    shifts = rng.integers(-max_shift_samples, max_shift_samples + 1, audio.shape[0])
+    for row, s in enumerate(shifts):
+        s = int(np.clip(s, -n, n))
+        if s >= 0:
+            out[row, s:] = audio[row, :n - s]
+        else:
+            out[row, :n + s] = audio[row, -s:]
+    return out
+
+
+def mix_noise(audio: np.ndarray, noise: np.ndarray, snr_db: np.ndarray, *,
+              is_silence: np.ndarray | None = None, rng: np.random.Generator) -> np.ndarray:
+    """Add ``noise`` rows to ``audio`` rows at the given SNRs (dB).
+
+    ``is_silence`` rows get the noise at a uniform random level between 0 and 1 times the clip's
+    own RMS (or, for digital silence, an RMS between -60 and -20 dBFS) instead.
+
+    Returns
+    -------
+    float32 (batch, n_samples), a new array (not clipped)
+    """
+    sig = _rms(audio)
+    nrms = _rms(noise)
+    gain = np.zeros(len(audio))
+    ok = nrms > 1e-7
+    speech = ok & (sig > 1e-7)
+    gain[speech] = sig[speech] / (nrms[speech] * 10.0 ** (np.asarray(snr_db)[speech] / 20.0))
+    if is_silence is not None:
+        quiet = ok & np.asarray(is_silence, dtype=bool)
+        level = rng.uniform(0.0, 1.0, len(audio))
+        floor = 10.0 ** (rng.uniform(-60.0, -20.0, len(audio)) / 20.0)
+        target = np.where(sig > 1e-5, sig * level, floor)
+        gain[quiet] = target[quiet] / nrms[quiet]
+    return (audio + noise * gain[:, None].astype(np.float32)).astype(np.float32, copy=False)
+
+
+def apply_gain(audio: np.ndarray, gain_db: float, rng: np.random.Generator) -> np.ndarray:
+    """Multiply rows by uniform random gains in ``+-gain_db`` dB and clip to [-1, 1]."""
+    gains = 10.0 ** (rng.uniform(-gain_db, gain_db, audio.shape[0]) / 20.0)
+    return np.clip(audio * gains[:, None].astype(np.float32), -1.0, 1.0)
+
+
+def spec_mask(features: np.ndarray, *, time_masks: int, freq_masks: int, time_mask_fraction: float,
+              freq_mask_fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """SpecAugment time and frequency masks on a batch of spectrograms.
+
+    Parameters
+    ----------
+    features : float32 (batch, bins, frames, 1)
+
+    Returns
+    -------
+    float32, same shape, a new array; masked cells hold the example's mean value.
+    """
+    out = np.array(features, dtype=np.float32, copy=True)
+    _, n_bins, n_frames = out.shape[:3]
+    means = out.mean(axis=(1, 2, 3))
+    max_t = int(round(time_mask_fraction * n_frames))
+    max_f = int(round(freq_mask_fraction * n_bins))
+    for row in range(out.shape[0]):
+        for _ in range(time_masks if max_t > 0 else 0):
+            width = int(rng.integers(0, max_t + 1))
+            start = int(rng.integers(0, n_frames - width + 1))
+            out[row, :, start:start + width] = means[row]
+        for _ in range(freq_masks if max_f > 0 else 0):
+            width = int(rng.integers(0, max_f + 1))
+            start = int(rng.integers(0, n_bins - width + 1))
+            out[row, start:start + width, :] = means[row]
+    return out
+
+
+class Augmenter:
+    """Applies an :class:`AugmentConfig` to batches.
+
+    Parameters
+    ----------
+    config : AugmentConfig
+    sample_rate_hz : int
+    noise : NoiseBank or None
+        Without one, the noise stage is skipped (logged once).
+    silence_label : int or None
+        Class index of ``silence`` (those clips get level-relative noise).
+    """
+
+    def __init__(self, config: AugmentConfig, *, sample_rate_hz: int, noise: NoiseBank | None = None,
+                 silence_label: int | None = None) -> None:
+        self.config = config
+        self.sample_rate_hz = sample_rate_hz
+        self.noise = noise
+        self.silence_label = silence_label
+        if config.noise_prob > 0 and noise is None:
+            logger.warning("background noise is on but there is no noise (no silence clips in the training "
+                           "split and no --noise-dir); skipping it")
+
+    def waveforms(self, audio: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Time shift, noise and gain on float32 (batch, n_samples) audio; returns a new array."""
+        cfg = self.config
+        out = np.asarray(audio, dtype=np.float32)
+        if cfg.time_shift_ms > 0:
+            out = time_shift(out, int(round(cfg.time_shift_ms * self.sample_rate_hz / 1000.0)), rng)
+        if cfg.noise_prob > 0 and self.noise is not None:
+            chosen = np.flatnonzero(rng.random(len(out)) < cfg.noise_prob)
+            if len(chosen):
+                noise = self.noise.draw(len(chosen), out.shape[-1], rng)
+                snr = rng.uniform(cfg.snr_db[0], cfg.snr_db[1], len(chosen))
+                silent = None if self.silence_label is None else labels[chosen] == self.silence_label
+                out = out.copy()
+                out[chosen] = mix_noise(out[chosen], noise, snr, is_silence=silent, rng=rng)
+        if cfg.gain_db > 0:
+            out = apply_gain(out, cfg.gain_db, rng)
+        elif cfg.noise_prob > 0:
+            out = np.clip(out, -1.0, 1.0)
+        return out
+
+    def features(self, features: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """SpecAugment masks for spectrogram batches (batch, bins, frames, 1); others unchanged."""
+        cfg = self.config
+        if features.ndim != 4 or not cfg.masks_on:
+            return features
+        return spec_mask(features, time_masks=cfg.time_masks, freq_masks=cfg.freq_masks,
+                         time_mask_fraction=cfg.time_mask_fraction,
+                         freq_mask_fraction=cfg.freq_mask_fraction, rng=rng)
+
+
+# ---------------------------------------------------------------------------------------
+# Class balancing
+# ---------------------------------------------------------------------------------------
+def class_probabilities(counts: np.ndarray, power: float) -> np.ndarray:
+    """Sampling probability per class: ``counts ** (1 - power)``, normalised; absent classes get 0."""
+    counts = np.asarray(counts, dtype=np.float64)
+    p = np.where(counts > 0, np.power(np.maximum(counts, 1.0), 1.0 - power), 0.0)
+    return p / p.sum()
+
+
+def epoch_indices(indices: np.ndarray, labels: np.ndarray, *, n_classes: int, power: float,
+                  rng: np.random.Generator, size: int | None = None) -> np.ndarray:
+    """One epoch of training indices with class-balanced sampling, shuffled.
+
+    Each class ``c`` gets ``round(size * p_c)`` draws (:func:`class_probabilities`): without
+    replacement while the class has clips left, then with replacement.
+
+    Parameters
+    ----------
+    indices : int array, the training clips
+    labels : int array, the label of every clip of the dataset (indexed by ``indices``)
+    size : clips per epoch (default ``len(indices)``)
+    """
+    indices = np.asarray(indices, dtype=np.int64)
+    size = len(indices) if size is None else size
+    by_class = [indices[labels[indices] == c] for c in range(n_classes)]
+    probs = class_probabilities(np.array([len(x) for x in by_class]), power)
+    out = []
+    for members, p in zip(by_class, probs):
+        k = int(round(size * p))
+        if k == 0 or len(members) == 0:
+            continue
+        reps, rest = divmod(k, len(members))
+        parts = [rng.permutation(members) for _ in range(reps)]
+        parts.append(rng.choice(members, rest, replace=False))
+        out.append(np.concatenate(parts))
+    return rng.permutation(np.concatenate(out)) if out else indices[:0]
+
+
+def class_weights(counts: np.ndarray, power: float) -> np.ndarray:
+    """Loss weight per class, ``counts ** -power``, scaled so the mean weight over the clips is 1."""
+    counts = np.asarray(counts, dtype=np.float64)
+    w = np.where(counts > 0, np.power(np.maximum(counts, 1.0), -power), 0.0)
+    total = (w * counts).sum()
+    return (w * counts.sum() / total).astype(np.float32) if total > 0 else np.ones_like(w, dtype=np.float32)

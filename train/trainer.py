@@ -1,0 +1,473 @@
+"""``kws-train``: train a registry model on an npz and write a self-describing output directory.
+
+Example::
+
+    kws-train --data ../shared/data/kws_real_dev_8k.npz --model dscnn --epochs 30 \\
+              --lr 1e-3 --lr-schedule cosine --out runs/dscnn
+
+Output directory (what ``kws-export`` reads)::
+
+    DIR/model.keras     best checkpoint by validation loss (written atomically each time it improves)
+    DIR/model.json      ModelMeta: labels, features, architecture, split, training, data, evaluation
+    DIR/history.json    per-epoch loss, accuracy, val_loss, val_accuracy, lr, seconds
+    DIR/curves.png      training and validation accuracy and loss (the seed's plot)
+    DIR/eval.json       the best checkpoint on the test split: accuracy, per-class precision and
+                        recall, confusion matrix
+    DIR/confusion.png   the confusion matrix
+
+Defaults follow the seed: Adam, learning rate 1e-4, batch 32, 10 epochs, logits with categorical
+cross-entropy, best checkpoint by validation loss. Ctrl-C stops training, keeps the best
+checkpoint, writes ``model.json``, ``history.json`` and ``INTERRUPTED.txt``, and exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from kws.runtime.cli import configure_logging, run_main
+from kws.runtime.errors import EXIT_INTERRUPTED, KwsError
+from kws.runtime.meta import ModelMeta
+from kws.train.augment import BALANCE_MODES, AugmentConfig
+from kws.train.nets import MODELS, describe_models, get_spec, resolve_knobs
+
+logger = logging.getLogger(__name__)
+
+PROG = "kws-train"
+LR_SCHEDULES = ("constant", "cosine", "plateau")
+#: Files kws-train writes; ``--force`` removes exactly these (and their temp files) first.
+OUTPUT_FILES = ("model.keras", "model.json", "history.json", "curves.png", "eval.json", "confusion.png",
+                "INTERRUPTED.txt")
+CHECKPOINT_TMP = ".model.partial.keras"
+#: Knob flags and the registry knob each sets.
+KNOB_FLAGS = {"width": "width", "depth": "depth", "stride": "stride", "freq_stride": "freq_stride",
+              "dropout": "dropout"}
+
+
+# ---------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    from kws.train.dataset import PRESETS
+
+    p = argparse.ArgumentParser(
+        prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train a keyword-spotting model on an npz (seed schema) and write DIR/model.keras, "
+                    "model.json, history.json, curves.png, eval.json and confusion.png.",
+        epilog="models:\n" + "\n".join("  " + line for line in describe_models().splitlines()))
+    g = p.add_argument_group("data and output")
+    g.add_argument("--data", metavar="FILE.npz", help="training npz: wav_vals (N, 8000), label_vals (N, 1)")
+    g.add_argument("--model", metavar="NAME", help=f"registry model: {', '.join(MODELS)}")
+    g.add_argument("--out", metavar="DIR", help="output directory (default: runs/MODEL)")
+    g.add_argument("--force", action="store_true", help="write into an existing output directory")
+    g.add_argument("--list-models", action="store_true", help="list the models with their knobs and exit")
+    g.add_argument("--allow-pickle", action="store_true", help="allow object arrays in the npz (trusted files only)")
+
+    g = p.add_argument_group("model knobs (defaults per model: see --list-models)")
+    g.add_argument("--width", type=float, help="seed nets: channel multiplier (1 = seed); dscnn/bcresnet: channels")
+    g.add_argument("--depth", type=int, help="dscnn: depthwise-separable blocks; bcresnet: BC-ResBlocks")
+    g.add_argument("--stride", type=int, help="dscnn: time stride of the first convolution")
+    g.add_argument("--freq-stride", type=int, help="dscnn: frequency stride of the first convolution")
+    g.add_argument("--dropout", type=float, help="dropout rate before the classifier")
+
+    g = p.add_argument_group("front-end (kws.runtime.features)")
+    g.add_argument("--features", choices=PRESETS,
+                   help="seed-stft: |STFT| 130x126 (n_fft 258); waveform: (8000, 1); log-mel: log mel bands "
+                        "x 126 (default per model: conv1d* waveform, spec2d* seed-stft, dscnn/bcresnet log-mel)")
+    g.add_argument("--mel-bands", type=int, help="mel bands for --features log-mel (default 40)")
+    g.add_argument("--log", action=argparse.BooleanOptionalAction, default=None,
+                   help="log compression (default: on for log-mel, off for seed-stft)")
+
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=10, help="epochs (default 10, the seed's)")
+    g.add_argument("--batch-size", type=int, default=32, help="batch size (default 32, the seed's)")
+    g.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4, the seed's)")
+    g.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant",
+                   help="constant; cosine decay over --epochs; plateau: halve when val loss stalls "
+                        "for --plateau-patience epochs")
+    g.add_argument("--plateau-patience", type=int, default=3, help="epochs without improvement before halving (plateau)")
+    g.add_argument("--early-stopping", type=int, default=0, metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without a lower val loss (0 = off)")
+    g.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing (default 0)")
+    g.add_argument("--seed", type=int, default=0, help="seed for the split, the weights and augmentation")
+    g.add_argument("--val-fraction", type=float, default=0.1, help="fraction of clips for validation")
+    g.add_argument("--test-fraction", type=float, default=0.1, help="fraction of clips for the test")
+    g.add_argument("--steps-per-epoch", type=int, help="cap on batches per epoch (quick runs)")
+    g.add_argument("--workers", type=int, default=1, help="threads preparing batches (default 1)")
+
+    g = p.add_argument_group("augmentation (on by default)")
+    g.add_argument("--no-augment", action="store_true", help="switch ALL augmentation and balancing off")
+    g.add_argument("--no-time-shift", action="store_true", help="no time shift")
+    g.add_argument("--time-shift-ms", type=float, default=100.0, help="largest time shift either way (ms)")
+    g.add_argument("--no-noise", action="store_true", help="no background noise")
+    g.add_argument("--noise-prob", type=float, default=0.8, help="probability of adding noise to a clip")
+    g.add_argument("--snr-db", type=float, nargs=2, default=(5.0, 20.0), metavar=("MIN", "MAX"),
+                   help="SNR range of the added noise in dB")
+    g.add_argument("--noise-dir", metavar="DIR",
+                   help="folder of noise .wav files (default: the training split's silence clips)")
+    g.add_argument("--no-gain", action="store_true", help="no random gain")
+    g.add_argument("--gain-db", type=float, default=6.0, help="largest gain change either way (dB)")
+    g.add_argument("--no-spec-augment", action="store_true", help="no SpecAugment masks")
+    g.add_argument("--time-masks", type=int, default=2, help="SpecAugment time masks per example")
+    g.add_argument("--freq-masks", type=int, default=2, help="SpecAugment frequency masks per example")
+    g.add_argument("--balance", choices=BALANCE_MODES, default="sample",
+                   help="class balancing: sample (default), weights (loss weights), none")
+    g.add_argument("--balance-power", type=float, default=0.5,
+                   help="0 = natural class mix, 1 = equal classes (default 0.5: square root)")
+
+    g = p.add_argument_group("output")
+    g.add_argument("-v", "--verbose", action="count", default=0, help="more output (-v: Keras progress bars)")
+    g.add_argument("-q", "--quiet", action="store_true", help="warnings only")
+    return p
+
+
+def augment_config(args: argparse.Namespace) -> AugmentConfig:
+    """The :class:`AugmentConfig` the flags ask for."""
+    if args.no_augment:
+        return AugmentConfig.off()
+    return AugmentConfig(
+        time_shift_ms=0.0 if args.no_time_shift else args.time_shift_ms,
+        noise_prob=0.0 if args.no_noise else args.noise_prob,
+        snr_db=tuple(args.snr_db),
+        gain_db=0.0 if args.no_gain else args.gain_db,
+        time_masks=0 if args.no_spec_augment else args.time_masks,
+        freq_masks=0 if args.no_spec_augment else args.freq_masks,
+        balance=args.balance,
+        balance_power=args.balance_power,
+    )
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if not args.data:
+        raise KwsError("--data FILE.npz is required (the training set)")
+    if not args.model:
+        raise KwsError(f"--model NAME is required; expected one of: {', '.join(MODELS)}")
+    for name in ("epochs", "batch_size"):
+        value = getattr(args, name)
+        if value < 1:
+            raise KwsError(f"--{name.replace('_', '-')} {value}: expected a positive integer")
+    if not (args.lr > 0 and math.isfinite(args.lr)):
+        raise KwsError(f"--lr {args.lr}: expected a positive number")
+    if not 0.0 <= args.label_smoothing < 1.0:
+        raise KwsError(f"--label-smoothing {args.label_smoothing}: expected a number in [0, 1)")
+    if args.early_stopping < 0:
+        raise KwsError(f"--early-stopping {args.early_stopping}: expected 0 (off) or a patience >= 1")
+    if args.plateau_patience < 1:
+        raise KwsError(f"--plateau-patience {args.plateau_patience}: expected a positive integer")
+    if args.steps_per_epoch is not None and args.steps_per_epoch < 1:
+        raise KwsError(f"--steps-per-epoch {args.steps_per_epoch}: expected a positive integer")
+    if args.workers < 1:
+        raise KwsError(f"--workers {args.workers}: expected a positive integer")
+    if args.val_fraction <= 0:
+        raise KwsError(f"--val-fraction {args.val_fraction}: expected > 0 (the best checkpoint is chosen "
+                       "by validation loss)")
+
+
+def _check_out_dir(out: Path, force: bool) -> None:
+    """Refuse an existing, non-empty output directory without ``--force`` (touching nothing)."""
+    if out.exists() and not out.is_dir():
+        raise KwsError(f"--out {out}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise KwsError(f"--out {out}: directory exists and is not empty; pass --force to overwrite "
+                       "its kws-train files, or choose another --out")
+
+
+def _clear_outputs(out: Path) -> None:
+    for name in OUTPUT_FILES + (CHECKPOINT_TMP,):
+        path = out / name
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+
+
+# ---------------------------------------------------------------------------------------
+# Callbacks
+# ---------------------------------------------------------------------------------------
+def _make_callbacks_module():
+    import keras
+
+    class BestCheckpoint(keras.callbacks.Callback):
+        """Save the model when ``val_loss`` improves: to a temp file, then ``os.replace`` onto ``path``,
+        so an interrupt can never leave a half-written ``model.keras``."""
+
+        def __init__(self, path: Path) -> None:
+            super().__init__()
+            self.path = Path(path)
+            self.tmp = self.path.with_name(CHECKPOINT_TMP)
+            self.best = math.inf
+            self.best_epoch = 0
+            self.best_logs: dict[str, float] = {}
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            value = logs.get("val_loss")
+            if value is None or not math.isfinite(float(value)) or float(value) >= self.best:
+                return
+            self.model.save(self.tmp)
+            os.replace(self.tmp, self.path)
+            self.best, self.best_epoch = float(value), epoch + 1
+            self.best_logs = {k: float(v) for k, v in logs.items()}
+
+    class EpochLog(keras.callbacks.Callback):
+        """One line per epoch, and the history kept here (``fit`` loses it on Ctrl-C)."""
+
+        def __init__(self, epochs: int, checkpoint=None, out=None) -> None:
+            super().__init__()
+            self.epochs = epochs
+            self.checkpoint = checkpoint
+            self.out = out
+            self.history: dict[str, list[float]] = {}
+            self._t0 = 0.0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = dict(logs or {})
+            seconds = time.perf_counter() - self._t0
+            lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            saved = self.checkpoint is not None and self.checkpoint.best_epoch == epoch + 1
+            for key, value in logs.items():
+                self.history.setdefault(key, []).append(float(value))
+            self.history.setdefault("lr", []).append(lr)
+            self.history.setdefault("seconds", []).append(round(seconds, 3))
+            print(f"epoch {epoch + 1:>3}/{self.epochs}  loss {logs.get('loss', math.nan):.4f}  "
+                  f"acc {logs.get('accuracy', math.nan):.3f}  val_loss {logs.get('val_loss', math.nan):.4f}  "
+                  f"val_acc {logs.get('val_accuracy', math.nan):.3f}  lr {lr:.2e}  {seconds:.1f}s"
+                  + ("  saved" if saved else ""), file=self.out or sys.stdout, flush=True)
+
+    return BestCheckpoint, EpochLog
+
+
+def make_callbacks(args: argparse.Namespace, out: Path) -> list:
+    """The callbacks of a run, checkpoint first. (Tests add to this list to simulate Ctrl-C.)"""
+    import keras
+
+    BestCheckpoint, EpochLog = _make_callbacks_module()
+    checkpoint = BestCheckpoint(out / "model.keras")
+    callbacks: list = [checkpoint, EpochLog(args.epochs, checkpoint)]
+    if args.lr_schedule == "cosine":
+        base, total = args.lr, args.epochs
+
+        def cosine(epoch, lr=None):
+            return float(base * 0.5 * (1.0 + math.cos(math.pi * epoch / total)))
+
+        callbacks.append(keras.callbacks.LearningRateScheduler(cosine))
+    elif args.lr_schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
+                                                           patience=args.plateau_patience,
+                                                           min_lr=args.lr / 100.0, verbose=0))
+    if args.early_stopping:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.early_stopping,
+                                                       restore_best_weights=False))
+    return callbacks
+
+
+# ---------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------
+def _utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _jsonable_args(args: argparse.Namespace) -> dict[str, Any]:
+    out = {}
+    for key, value in sorted(vars(args).items()):
+        if isinstance(value, tuple):
+            value = list(value)
+        out[key] = value
+    return out
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def evaluate_checkpoint(model, batches, labels: Sequence[str]) -> dict[str, Any]:
+    """Run ``model`` over :class:`~kws.train.dataset.EvalBatches`; accuracy, loss, per-class, confusion."""
+    from kws.train.report import classification_report
+
+    logits = np.asarray(model.predict(batches, verbose=0), dtype=np.float64)
+    y_true = batches.labels
+    report = classification_report(y_true, logits.argmax(axis=1), labels)
+    report["loss"] = float(-_log_softmax(logits)[np.arange(len(y_true)), y_true].mean()) if len(y_true) else None
+    return report
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = _parser().parse_args(argv)
+    configure_logging(-1 if args.quiet else max(0, args.verbose - 1))
+    if args.list_models:
+        print(describe_models())
+        return 0
+    _check_args(args)
+
+    # -- everything that can be refused is checked before anything is written ----------
+    spec = get_spec(args.model)
+    knobs = resolve_knobs(args.model, {knob: getattr(args, flag) for flag, knob in KNOB_FLAGS.items()})
+    aug = augment_config(args)
+    out = Path(args.out or Path("runs") / args.model)
+    _check_out_dir(out, args.force)
+
+    from kws.train.data import load_npz, split_dataset
+    from kws.train.dataset import feature_config, preset_of
+
+    preset = args.features or spec.features
+    ds = load_npz(args.data, allow_pickle=args.allow_pickle)
+    features = feature_config(preset, mel_bands=args.mel_bands, log=args.log,
+                              sample_rate_hz=ds.sample_rate_hz, window_samples=ds.window_samples)
+    if len(features.input_shape) != spec.rank + 1:
+        raise KwsError(f"model {args.model} needs {'a waveform' if spec.rank == 1 else 'a spectrogram'} input; "
+                       f"--features {preset} gives shape {features.input_shape}; use --features {spec.features}")
+    split = split_dataset(ds, seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction)
+    if len(split.train) == 0 or len(split.val) == 0:
+        raise KwsError(f"{args.data}: split gives train={len(split.train)}, val={len(split.val)} clips; "
+                       "need both non-empty (add clips or change --val-fraction/--test-fraction)")
+    noise_bank = None
+    if aug.noise_prob > 0:
+        from kws.train.augment import NoiseBank
+
+        noise_bank = (NoiseBank.from_dir(args.noise_dir, sample_rate_hz=ds.sample_rate_hz) if args.noise_dir
+                      else NoiseBank.from_dataset(ds, split.train))
+
+    # -- build ----------------------------------------------------------------------------
+    import keras
+
+    from kws.train.augment import Augmenter
+    from kws.train.dataset import EvalBatches, TrainBatches
+    from kws.train.macs import count_macs, format_macs
+    from kws.train.nets import build_model, count_params
+
+    keras.utils.set_random_seed(args.seed)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    model = build_model(args.model, input_shape=features.input_shape, n_classes=len(ds.label_names), **knobs)
+    n_params, macs = count_params(model), count_macs(model)
+    print(f"model {args.model} {knobs}: {n_params:,} parameters, {format_macs(macs)} MACs per inference "
+          f"({macs:,}); input {features.input_shape} ({preset})")
+    sizes = split.sizes()
+    print(f"data {args.data}: {len(ds)} clips; split by {split.by}: train {sizes['train']}, "
+          f"val {sizes['val']}, test {sizes['test']}")
+    if aug == AugmentConfig.off():
+        print("augmentation: off")
+    else:
+        print(f"augmentation: {aug.to_dict()}; noise: {noise_bank.source if noise_bank else 'none'}")
+
+    out.mkdir(parents=True, exist_ok=True)
+    if args.force:
+        _clear_outputs(out)
+
+    silence = ds.label_names.index("silence") if "silence" in ds.label_names else None
+    augmenter = None if aug == AugmentConfig.off() else Augmenter(
+        aug, sample_rate_hz=ds.sample_rate_hz, noise=noise_bank, silence_label=silence)
+    train_batches = TrainBatches(ds, split.train, features=features, batch_size=args.batch_size,
+                                 augmenter=augmenter, seed=args.seed, balance=aug.balance,
+                                 balance_power=aug.balance_power, steps_per_epoch=args.steps_per_epoch,
+                                 workers=args.workers)
+    val_batches = EvalBatches(ds, split.val, features=features, batch_size=max(args.batch_size, 64))
+
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=args.lr),
+                  loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=args.label_smoothing),
+                  metrics=["accuracy"])
+
+    meta = ModelMeta(tuple(ds.label_names), features, {
+        "architecture": {"name": args.model, "params": knobs, "macs": macs, "parameters": n_params,
+                         "input_shape": list(features.input_shape), "description": spec.description},
+        "split": {"seed": args.seed, "val_fraction": args.val_fraction, "test_fraction": args.test_fraction,
+                  "by": split.by, "sizes": sizes},
+        "training": {**_jsonable_args(args), "features_preset": preset_of(features),
+                     "augmentation": aug.to_dict(), "noise": noise_bank.source if noise_bank else None,
+                     "status": "running", "started_utc": _utc_now(), "keras": keras.__version__,
+                     "backend": keras.backend.backend()},
+        "data": {"path": str(Path(args.data).resolve()), "n_clips": len(ds)},
+    })
+    meta.save(out / "model.json")
+
+    callbacks = make_callbacks(args, out)
+    checkpoint, epoch_log = callbacks[0], callbacks[1]
+    from kws.train.report import plot_curves, write_json
+
+    def _training_summary(status: str) -> dict[str, Any]:
+        return {**meta.extra["training"], "status": status, "finished_utc": _utc_now(),
+                "epochs_run": len(epoch_log.history.get("loss", [])), "best_epoch": checkpoint.best_epoch,
+                "best_val_loss": checkpoint.best if checkpoint.best_epoch else None,
+                "best_val_accuracy": checkpoint.best_logs.get("val_accuracy"),
+                "stopped_early": bool(getattr(model, "stop_training", False))
+                and len(epoch_log.history.get("loss", [])) < args.epochs}
+
+    def _write_history() -> None:
+        write_json(epoch_log.history, out / "history.json")
+        if epoch_log.history.get("loss"):
+            plot_curves(epoch_log.history, out / "curves.png", title=f"{args.model} ({out})")
+
+    try:
+        model.fit(train_batches, validation_data=val_batches, epochs=args.epochs, callbacks=callbacks,
+                  verbose=1 if args.verbose else 0, shuffle=False)
+    except KeyboardInterrupt:
+        try:
+            meta = meta.replace(training=_training_summary("interrupted"))
+            meta.save(out / "model.json")
+            _write_history()
+            (out / CHECKPOINT_TMP).unlink(missing_ok=True)
+            if checkpoint.best_epoch:
+                note = (f"Training was interrupted (Ctrl-C) after {len(epoch_log.history.get('loss', []))} "
+                        f"epoch(s). model.keras is the best checkpoint so far: epoch {checkpoint.best_epoch}, "
+                        f"val_loss {checkpoint.best:.4f}. It has not been evaluated (no eval.json).\n")
+            else:
+                note = ("Training was interrupted (Ctrl-C) before the first epoch ended: there is no "
+                        "checkpoint (no model.keras).\n")
+            (out / "INTERRUPTED.txt").write_text(note)
+            print(f"{PROG}: interrupted; {note.strip()}", file=sys.stderr)
+        except KeyboardInterrupt:
+            pass
+        return EXIT_INTERRUPTED
+
+    _write_history()
+    if not checkpoint.best_epoch:
+        meta = meta.replace(training=_training_summary("failed"))
+        meta.save(out / "model.json")
+        raise KwsError(f"validation loss was never finite in {args.epochs} epoch(s): no checkpoint written; "
+                       "try a lower --lr", exit_code=1)
+
+    # -- evaluate the best checkpoint --------------------------------------------------------
+    from kws.train.report import format_report, plot_confusion
+
+    best = keras.models.load_model(out / "model.keras", compile=False)
+    eval_split, eval_idx = ("test", split.test) if len(split.test) else ("validation", split.val)
+    if eval_split != "test":
+        logger.warning("no test split (--test-fraction 0): evaluating on the validation split")
+    report = evaluate_checkpoint(best, EvalBatches(ds, eval_idx, features=features, batch_size=64),
+                                 ds.label_names)
+    report = {"split": eval_split, "checkpoint": {"epoch": checkpoint.best_epoch, "val_loss": checkpoint.best},
+              "model": args.model, "data": str(Path(args.data).resolve()), **report}
+    write_json(report, out / "eval.json")
+    plot_confusion(report["confusion"], ds.label_names, out / "confusion.png",
+                   title=f"{args.model}: {eval_split} accuracy {100 * (report['accuracy'] or 0):.1f}%")
+    meta = meta.replace(training=_training_summary("finished"),
+                        evaluation={"split": eval_split, "n": report["n"], "accuracy": report["accuracy"],
+                                    "balanced_accuracy": report["balanced_accuracy"], "loss": report["loss"]})
+    meta.save(out / "model.json")
+    print(format_report(report))
+    print(f"best checkpoint: epoch {checkpoint.best_epoch} (val_loss {checkpoint.best:.4f}); "
+          f"{eval_split} accuracy {100 * report['accuracy']:.2f}% on {report['n']} clips")
+    print(f"wrote {out}/: {', '.join(n for n in OUTPUT_FILES if (out / n).exists())}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main(PROG, _main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -28,11 +28,13 @@ Here, for every scored window at time ``time_s`` (the end of the window):
    window that completes the run.
 4. **Refractory period**: after a detection nothing fires (any keyword, unlike
    RecognizeCommands' per-label suppression: one utterance scored as two keywords must not fire
-   twice) until ``refractory_ms`` have passed, measured on the ``time_s`` timestamps given
-   (stream time, not the wall clock, so files and microphones behave the same).
-5. **Once per run**: after a detection, the same run of above-threshold windows never fires
-   again, however long it lasts (Precise's hold-off); the run must break (another top label
-   or a score under the threshold) before that label can fire again.
+   twice) for ``refractory_ms``, measured on the ``time_s`` timestamps given (stream time, not
+   the wall clock, so files and microphones behave the same). A run that reaches its minimum
+   count inside the refractory period is consumed by it: it does not fire later either (like
+   Precise, whose hold-off restarts while activations continue).
+5. **Once per run**: a run of above-threshold windows fires at most once, however long it
+   lasts; the run must break (another top label or a score under the threshold) before that
+   label can fire again.
 
 The reported score is the smoothed score of the window that fired.
 """
@@ -245,6 +247,7 @@ class Detector:
             return None
         if (self._last_fire_s is not None
                 and (time_s - self._last_fire_s) * 1000.0 < self.config.refractory_ms):
+            self._run_fired = True  # a run that starts in the refractory period never fires
             return None
         self._run_fired = True
         self._last_fire_s = float(time_s)

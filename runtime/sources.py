@@ -86,8 +86,8 @@ class WavSource(AudioSource):
     """
 
     def __init__(self, path: str | Path, *, target_rate_hz: int = 8000, block_samples: int = 1024,
-                 realtime: bool = False, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 realtime: bool = False, clock: Callable[[], float] | None = None,
+                 sleep: Callable[[float], None] | None = None) -> None:
         if block_samples < 1:
             raise KwsError(f"block of {block_samples} samples: expected a positive integer")
         self.path = Path(path)
@@ -104,7 +104,8 @@ class WavSource(AudioSource):
 
     def blocks(self) -> Iterator[np.ndarray]:
         resampler = StreamingResampler(self.file_rate_hz, self.target_rate_hz)
-        pacer = _Pacer(self.file_rate_hz, clock=self._clock, sleep=self._sleep)
+        pacer = _Pacer(self.file_rate_hz, clock=self._clock or time.monotonic,
+                       sleep=self._sleep or time.sleep)
         for start in range(0, len(self.audio), self.block_samples):
             end = min(start + self.block_samples, len(self.audio))
             if self.realtime:
@@ -269,7 +270,7 @@ class MicSource(AudioSource):
                  query_devices: Callable[..., Any] | None = None,
                  retry_errors: tuple[type[BaseException], ...] | None = None,
                  max_retries: int = 5, backoff_s: float = 0.5, max_backoff_s: float = 8.0,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] | None = None) -> None:
         self.device = parse_device(device)
         self.target_rate_hz = int(target_rate_hz)
         if capture_rate_hz is not None and (int(capture_rate_hz) != capture_rate_hz or capture_rate_hz < 1):
@@ -378,7 +379,7 @@ class MicSource(AudioSource):
         logger.warning("audio input error (%s); retrying in %.1f s (%d/%d)", _one_line(exc), delay,
                        failures, self.max_retries)
         self._close_stream()
-        self._sleep(delay)
+        (self._sleep or time.sleep)(delay)
         self.retries += 1
         try:
             self.open()

@@ -77,10 +77,8 @@ def _decode(path: Path, raw: bytes, tag: int, channels: int, bits: int) -> np.nd
         data = np.frombuffer(raw, dtype="<f4" if bits == 32 else "<f8").astype(np.float32)
         if not np.all(np.isfinite(data)):
             raise DataError(f"{path}: float WAV contains NaN or infinite samples")
-    else:
-        name = _FORMAT_NAMES.get(tag, "unknown")
-        raise DataError(f"{path}: unsupported WAV encoding (format tag 0x{tag:04X}, {name}); "
-                        f"expected {_EXPECTED}")
+    else:  # pragma: no cover - read_wav checks the tag first
+        raise DataError(f"{path}: unsupported WAV encoding (format tag 0x{tag:04X})")
     return data.reshape(-1, channels)
 
 
@@ -136,6 +134,10 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     if data_raw is None:
         raise DataError(f"{path}: corrupt WAV (no 'data' chunk)")
     tag, channels, rate, block_align, bits = fmt
+    if tag not in (WAVE_FORMAT_PCM, WAVE_FORMAT_IEEE_FLOAT):
+        name = _FORMAT_NAMES.get(tag, "unknown")
+        raise DataError(f"{path}: unsupported WAV encoding (format tag 0x{tag:04X}, {name}); "
+                        f"expected {_EXPECTED}")
     if channels < 1 or rate < 1 or bits < 8 or bits % 8:
         raise DataError(f"{path}: corrupt WAV header (channels={channels}, sample rate={rate} Hz, "
                         f"bits={bits})")

@@ -387,14 +387,15 @@ def _n_splits(val_fraction: float, test_fraction: float) -> int:
 def _split_by_speaker(ds: Dataset, seed: int, val_fraction: float, test_fraction: float) -> Split:
     """Assign whole speakers to splits, keeping every class present and the class mix near the fractions.
 
-    1. Coverage: for each class, rarest (fewest speakers) first, give train, then test, then val one
-       speaker of the class unless they already have it and while free speakers of it remain. Train takes
-       the biggest speaker of the class (ties: seeded), test and val one of the
-       smallest (at most twice the smallest), picked by the seed, so big speakers do not blow the
-       test/val size budget.
-    2. Fill: the other speakers, roughly biggest first (size times a seeded random factor in [0.5, 1.5]), go to the split whose
-       per-class clip counts are furthest below their targets (``fraction * class total``), weighted by
-       the speaker's own classes. Big pseudo-speakers thus land in train and val/test stay stratified.
+    1. Coverage: for each class, rarest (fewest speakers) first, give train, then val, then test
+       one speaker of the class unless they already have it and while free speakers of it remain.
+       Train takes the biggest speaker of the class (ties: seeded), val and test one of the smallest
+       (at most twice the smallest, picked by the seed), so big speakers do not blow the val/test
+       size budget. (A class with exactly three speakers thus gives test the middle one.)
+    2. Fill: the other speakers, roughly biggest first (size times a seeded random factor in
+       [0.5, 1.5]), go to the split whose per-class clip counts are furthest below their targets
+       (``fraction * class total``), weighted by the speaker's own classes. Big pseudo-speakers thus
+       land in train and val/test stay stratified.
     """
     speakers, spk_of_clip = np.unique(ds.speaker, return_inverse=True)
     spk_of_clip = spk_of_clip.reshape(-1)
@@ -410,7 +411,7 @@ def _split_by_speaker(ds: Dataset, seed: int, val_fraction: float, test_fraction
 
     TRAIN, VAL, TEST = 0, 1, 2
     fractions = np.array([1.0 - val_fraction - test_fraction, val_fraction, test_fraction])
-    active = [s for s in (TRAIN, TEST, VAL) if fractions[s] > 0]
+    active = [s for s in (TRAIN, VAL, TEST) if fractions[s] > 0]
     totals = counts.sum(axis=0).astype(np.float64)
     targets = fractions[:, None] * totals[None, :]
     filled = np.zeros((3, n_labels), dtype=np.float64)

@@ -34,7 +34,7 @@ PLUGINS = {
     "stream": ("kws.train.streams", "build a long labelled test stream (wav + truth JSON) from an npz"),
     "demo": ("kws.train.tts", "generate demo speech data with the installed text-to-speech voices"),
 }
-_CHUNK_ROWS = 2048
+_CHUNK_ROWS = 1024
 
 
 # ------------------------------------------------------------------------------------ inspect
@@ -70,9 +70,9 @@ def summarize(ds, *, progress: bool = False) -> dict[str, Any]:
             clipped[start:stop] = ((raw == 32767) | (raw == -32768)).sum(axis=1)
         else:
             clipped[start:stop] = (np.abs(raw) >= full_scale).sum(axis=1)
-        audio = ds.audio(slice(start, stop)).astype(np.float64)
+        audio = ds.audio(slice(start, stop))
         peak[start:stop] = np.abs(audio).max(axis=1)
-        rms[start:stop] = np.sqrt(np.mean(audio * audio, axis=1))
+        rms[start:stop] = np.sqrt(np.mean(np.square(audio, dtype=np.float64), axis=1))
 
     nonzero = rms > 0
     counts = class_counts(ds)
@@ -289,7 +289,15 @@ def _main(argv: Sequence[str] | None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``kws-data``."""
-    return run_main(PROG, _main, argv)
+    import os
+    import sys
+
+    try:
+        return run_main(PROG, _main, argv)
+    except BrokenPipeError:  # `kws-data inspect ... | head`: stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":

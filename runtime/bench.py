@@ -216,15 +216,30 @@ def _find(name_or_path: str, paths: Sequence[Path], names: Sequence[str]) -> int
 # ----------------------------------------------------------------------------------------
 # measuring
 # ----------------------------------------------------------------------------------------
-def time_windows(model: KwsModel, clips: np.ndarray, *, windows: int, warmup: int) -> dict[str, Any]:
-    """Per-window feature, invoke and total times over ``windows`` windows after ``warmup``."""
+#: Fewest timed windows (per hop: stream windows) a --budget-s may cut a measurement to.
+MIN_BUDGET_WINDOWS = 30
+
+
+def time_windows(model: KwsModel, clips: np.ndarray, *, windows: int, warmup: int,
+                 budget_s: float = 0.0) -> dict[str, Any]:
+    """Per-window feature, invoke and total times over ``windows`` windows after ``warmup``.
+
+    With ``budget_s`` > 0 timing stops early once that much wall time has gone into the timed
+    windows (never below :data:`MIN_BUDGET_WINDOWS`); ``windows`` in the result is the count used.
+    """
     cfg = model.features
     tflite = model.tflite
     n = warmup + windows
     feat = np.empty(n, dtype=np.int64)
     inv = np.empty(n, dtype=np.int64)
     clock = time.perf_counter_ns
+    deadline = None
     for i in range(n):
+        if i == warmup and budget_s > 0:
+            deadline = clock() + int(budget_s * 1e9)
+        elif deadline is not None and i - warmup >= MIN_BUDGET_WINDOWS and clock() > deadline:
+            n = i
+            break
         audio = clips[i % len(clips)]
         t0 = clock()
         features = compute_features(audio, cfg)
@@ -233,18 +248,19 @@ def time_windows(model: KwsModel, clips: np.ndarray, *, windows: int, warmup: in
         t2 = clock()
         feat[i] = t1 - t0
         inv[i] = t2 - t1
-    feat, inv = feat[warmup:], inv[warmup:]
-    return {"windows": windows, "warmup": warmup, "feature_ms": stats_ms(feat),
+    feat, inv = feat[warmup:n], inv[warmup:n]
+    return {"windows": n - warmup, "warmup": warmup, "feature_ms": stats_ms(feat),
             "invoke_ms": stats_ms(inv), "total_ms": stats_ms(feat + inv)}
 
 
 def stream_cost(model: KwsModel, stream: np.ndarray, *, hop_ms: float, windows: int,
-                realtime: bool = False) -> dict[str, Any]:
+                realtime: bool = False, budget_s: float = 0.0) -> dict[str, Any]:
     """CPU share and real-time factor of scoring a window every ``hop_ms`` of ``stream``.
 
     The windows are consecutive one-second slices ``hop_ms`` apart, scored back to back (or
     paced at the hop with ``realtime``). CPU time is the process's (all interpreter threads);
-    both are divided by the audio time the windows advance, ``windows * hop_ms``.
+    both are divided by the audio time the windows advance, ``windows * hop_ms``. ``budget_s``
+    stops early as in :func:`time_windows`.
     """
     cfg = model.features
     window = cfg.window_samples
@@ -256,7 +272,12 @@ def stream_cost(model: KwsModel, stream: np.ndarray, *, hop_ms: float, windows: 
     busy_ns = 0
     cpu0 = time.process_time_ns()
     start = time.perf_counter_ns()
+    done = windows
     for i in range(windows):
+        if (budget_s > 0 and i >= MIN_BUDGET_WINDOWS
+                and time.perf_counter_ns() - start > budget_s * 1e9):
+            done = i
+            break
         if realtime:
             due = start + int(i * hop_ms * 1e6)
             delay = due - time.perf_counter_ns()
@@ -266,9 +287,9 @@ def stream_cost(model: KwsModel, stream: np.ndarray, *, hop_ms: float, windows: 
         softmax(tflite.predict(compute_features(stream[i * hop:i * hop + window], cfg)))
         busy_ns += time.perf_counter_ns() - t0
     cpu_ns = time.process_time_ns() - cpu0
-    audio_s = windows * hop / cfg.sample_rate_hz
-    return {"hop_ms": hop_ms, "windows": windows, "audio_s": audio_s, "realtime": realtime,
-            "cpu_ms_per_window": cpu_ns / 1e6 / windows,
+    audio_s = done * hop / cfg.sample_rate_hz
+    return {"hop_ms": hop_ms, "windows": done, "audio_s": audio_s, "realtime": realtime,
+            "cpu_ms_per_window": cpu_ns / 1e6 / done,
             "cpu_share": cpu_ns / 1e9 / audio_s,
             "real_time_factor": busy_ns / 1e9 / audio_s}
 
@@ -410,7 +431,7 @@ def _quant_label(model: KwsModel) -> str:
 
 def bench_model(path: Path, name: str, *, threads: Sequence[int], windows: int, warmup: int,
                 hops_ms: Sequence[float], stream_windows: int, realtime: bool,
-                probe_windows: int, backend: str = "auto") -> dict[str, Any]:
+                probe_windows: int, backend: str = "auto", budget_s: float = 0.0) -> dict[str, Any]:
     """All measurements of one model (see the module docstring)."""
     rng = np.random.default_rng(0)
     runs = []
@@ -431,9 +452,13 @@ def bench_model(path: Path, name: str, *, threads: Sequence[int], windows: int, 
             clips = _test_audio(8, model.features.window_samples, rng)
             stream = _test_audio(1, model.features.window_samples * 4, rng)[0]
         try:
-            run = {"threads": t, **time_windows(model, clips, windows=windows, warmup=warmup)}
+            run = {"threads": t, **time_windows(model, clips, windows=windows, warmup=warmup,
+                                                budget_s=budget_s)}
             run["hops"] = [stream_cost(model, stream, hop_ms=h, windows=stream_windows,
-                                       realtime=realtime) for h in hops_ms]
+                                       realtime=realtime, budget_s=budget_s) for h in hops_ms]
+            if run["windows"] < windows:
+                logger.warning("%s: --budget-s %g cut %d threads to %d timed windows", name,
+                               budget_s, t, run["windows"])
         except (RuntimeError, ValueError) as exc:
             raise ModelError(f"{path}: the model failed to run ({str(exc).strip()[:200]})",
                              exit_code=EXIT_FAILURE) from None
@@ -495,7 +520,7 @@ def footprint_table(result: dict[str, Any]) -> str:
         xnn = {True: "yes", False: "no", None: "unknown"}[m["xnnpack"]]
         cells = [m["name"], m["quantization"], f"{m['macs']['total'] / 1e6:,.2f}",
                  f"{m['file_bytes'] / MB:.3g}", f"{_rss_mb(m):.1f}", m["backend"], xnn,
-                 str(m["runs"][0]["windows"])]
+                 str(min(r["windows"] for r in m["runs"]))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -632,6 +657,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="windows scored per hop for CPU share (default 200)")
     p.add_argument("--realtime", action="store_true",
                    help="pace the hop measurement in real time (slow: windows x hop seconds)")
+    p.add_argument("--budget-s", type=float, default=0.0,
+                   help="stop each timing loop after this many seconds (at least "
+                        f"{MIN_BUDGET_WINDOWS} windows); for big models. Default 0: no limit")
     p.add_argument("--probe-windows", type=int, default=10,
                    help="windows the fresh memory-probe process scores (default 10)")
     p.add_argument("--backend", default="auto", help="interpreter backend (default auto)")
@@ -656,6 +684,8 @@ def _main(argv: Sequence[str] | None) -> int:
                              ("--probe-windows", args.probe_windows, 1)):
         if value < low:
             raise KwsError(f"{flag} {value}: expected an integer >= {low}")
+    if not args.budget_s >= 0:
+        raise KwsError(f"--budget-s {args.budget_s}: expected seconds >= 0")
     if args.windows < 500:
         logger.warning("--windows %d is below 500: p99 rests on few samples", args.windows)
 
@@ -692,7 +722,8 @@ def _main(argv: Sequence[str] | None) -> int:
         models.append(bench_model(path, name, threads=threads, windows=args.windows,
                                   warmup=args.warmup, hops_ms=hops_ms,
                                   stream_windows=args.stream_windows, realtime=args.realtime,
-                                  probe_windows=args.probe_windows, backend=args.backend))
+                                  probe_windows=args.probe_windows, backend=args.backend,
+                                  budget_s=args.budget_s))
     backend = models[0]["backend"]
     dist = _BACKEND_DISTS.get(backend, backend)
     result: dict[str, Any] = {
@@ -703,6 +734,7 @@ def _main(argv: Sequence[str] | None) -> int:
         "settings": {"threads": threads, "windows": args.windows, "warmup": args.warmup,
                      "hop_ms": hops_ms, "stream_windows": args.stream_windows,
                      "realtime": args.realtime, "probe_windows": args.probe_windows,
+                     "budget_s": args.budget_s,
                      "probe_threads": threads[0]},
         "runtime": {"backend": backend, "backend_version": _dist_version(dist),
                     "import": runtime_import_time(backend),

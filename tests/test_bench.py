@@ -206,6 +206,20 @@ def test_bench_out_dir_and_models_dir(tiny_models, tmp_path, capsys):
     assert (out_dir / "bench.md").read_text().startswith("kws-bench on ")
 
 
+def test_budget_cuts_windows_but_not_below_minimum(tiny_models, tmp_path):
+    from kws.runtime.bench import MIN_BUDGET_WINDOWS
+
+    out = tmp_path / "b.json"
+    rc = main([*FAST, "--model", str(tiny_models["tiny_int8"]), "--threads", "1", "--hop-ms", "250",
+               "--windows", str(MIN_BUDGET_WINDOWS + 10), "--stream-windows", str(MIN_BUDGET_WINDOWS + 10),
+               "--budget-s", "1e-9", "--json-out", str(out)])
+    assert rc == 0
+    data = json.loads(out.read_text())
+    run = data["models"][0]["runs"][0]
+    assert data["settings"]["budget_s"] == 1e-9
+    assert run["windows"] == MIN_BUDGET_WINDOWS and run["hops"][0]["windows"] == MIN_BUDGET_WINDOWS
+
+
 def test_console_script_runs_without_tensorflow(tiny_models, tmp_path):
     """The command as a user runs it: a fresh process, TensorFlow never imported."""
     code = ("import sys, importlib.abc\n"

@@ -132,7 +132,7 @@ def test_from_folder_builds_a_valid_npz(capsys, tmp_path, sc_tree):
     out = tmp_path / "sc.npz"
     code, stdout, err = run_cli(capsys, "from-folder", str(sc_tree), str(out), "--silence-clips", "10", "--seed", "3")
     assert code == 0, err
-    assert f"wrote {out}: 50 clips from 7 words" in stdout and "16000 Hz: 40" in stdout
+    assert f"wrote {out}: 50 clips from 5 word folders" in stdout and "16000 Hz: 40" in stdout
     assert "skipped folders: _ignored_" in stdout
 
     ds = load_npz(out)

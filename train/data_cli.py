@@ -132,7 +132,8 @@ def format_summary(s: dict[str, Any]) -> str:
         f"  duration    {s['duration_min']:,.1f} min",
         f"  speakers    {'no speaker array' if s['speakers'] is None else format(s['speakers'], ',')}",
         f"  split       {split}",
-        f"  peak        max {_fmt_db(s['peak_dbfs_max'])} dBFS; per-clip peak median {_fmt_db(s['peak_dbfs_median'])} dBFS",
+        f"  peak        max {_fmt_db(s['peak_dbfs_max'])} dBFS; "
+        f"per-clip peak median {_fmt_db(s['peak_dbfs_median'])} dBFS",
         f"  clipping    {s['clipped_clips']:,} clips ({100 * s['clipped_clip_fraction']:.2f} %) reach full scale; "
         f"{100 * s['clipped_sample_fraction']:.4f} % of samples",
         f"  RMS         median {_fmt_db(s['rms_dbfs_median'])} dBFS (10th pct {_fmt_db(s['rms_dbfs_p10'])}, "
@@ -181,7 +182,7 @@ def _cmd_from_folder(args: argparse.Namespace) -> int:
     load_npz(summary.out)  # the file we wrote must pass the loader's checks
     counts = ", ".join(f"{k} {v:,}" for k, v in sorted(summary.counts.items(), key=lambda kv: -kv[1]))
     rates = ", ".join(f"{r} Hz: {c:,}" for r, c in sorted(summary.resampled_from_hz.items()))
-    print(f"wrote {summary.out}: {summary.n_clips:,} clips from {summary.n_words} words, "
+    print(f"wrote {summary.out}: {summary.n_clips:,} clips from {summary.n_words} word folders, "
           f"{summary.n_speakers:,} speakers (source wavs {rates})")
     print(f"  labels: {counts}")
     if summary.split_counts:

@@ -54,7 +54,7 @@ class FolderSummary:
     n_clips: int
     counts: dict[str, int]
     n_speakers: int
-    n_words: int
+    n_words: int  # word folders read (noise files not counted)
     split_counts: dict[str, int] | None
     resampled_from_hz: dict[int, int] = field(default_factory=dict)  # source rate -> files
     skipped: list[str] = field(default_factory=list)
@@ -263,7 +263,7 @@ def build_from_folder(root: str | Path, out: str | Path, *, keywords: tuple[str,
         su, sc = np.unique(arrays["split"], return_counts=True)
         split_counts = {str(s): int(c) for s, c in zip(su, sc)}
     summary = FolderSummary(out=out, n_clips=n_total, counts={str(u): int(c) for u, c in zip(uniq, cnt)},
-                            n_speakers=len(np.unique(arrays["speaker"])), n_words=len(np.unique(arrays["word"])),
+                            n_speakers=len(np.unique(arrays["speaker"])), n_words=len({it[2] for it in items}),
                             split_counts=split_counts, resampled_from_hz=rates, skipped=skipped)
     logger.info("wrote %s: %d clips", out, n_total)
     return summary

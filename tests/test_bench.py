@@ -179,7 +179,7 @@ def test_bench_runs_and_writes_json(tiny_models, tmp_path, capsys):
         assert [r["threads"] for r in m["runs"]] == [1, 2]
         for r in m["runs"]:
             assert r["windows"] == 5
-            for part in ("feature_ms", "invoke_ms", "total_ms"):
+            for part in ("feature_ms", "invoke_ms", "total_ms", "total_cpu_ms"):
                 assert set(r[part]) >= {"median", "p90", "p99"}
                 assert r[part]["median"] > 0
             assert [h["hop_ms"] for h in r["hops"]] == [250.0, 100.0]

@@ -124,6 +124,29 @@ def test_count_macs_on_known_graph(tmp_path):
     assert f32.by_op["CONV_2D"] == 64 * 4 * 9 + 36 * 6 * 36
 
 
+def _registry_names() -> list[str]:
+    try:
+        from kws.train.nets import MODELS
+    except ImportError:
+        return []
+    return list(MODELS)
+
+
+@pytest.mark.parametrize("name", _registry_names())
+def test_graph_macs_match_keras_count_for_registry_models(name, tmp_path):
+    """Every kws.train.nets model, small: the .tflite graph count equals kws.train.macs."""
+    from kws.train.dataset import feature_config
+    from kws.train.macs import count_macs as keras_macs
+    from kws.train.nets import build_model, get_spec
+
+    spec = get_spec(name)
+    knobs = {"width": 0.125} if isinstance(spec.knobs.get("width"), float) else {"width": 8, "depth": 2}
+    model = build_model(name, input_shape=feature_config(spec.features).input_shape,
+                        n_classes=len(SEED_LABELS), **knobs)
+    graph = count_macs(_convert(model, tmp_path / f"{name}.tflite", int8=False))
+    assert graph.total == keras_macs(model) > 0
+
+
 def test_count_macs_batch_matmul(tmp_path):
     import tensorflow as tf
 

@@ -281,7 +281,11 @@ def plot_det(points: Sequence[SweepPoint], path: str | Path, *, target_fa_per_ho
         xs = [p.fa_per_hour for p in points]
         ys = [100 * p.miss_rate for p in points]
         ax.plot(xs, ys, "o-", ms=3, label="sweep")
+        seen = set()
         for p in points[:: max(1, len(points) // 8)]:
+            if (p.fa_per_hour, p.miss_rate) in seen:  # one label per distinct point
+                continue
+            seen.add((p.fa_per_hour, p.miss_rate))
             ax.annotate(f"{p.threshold:.2f}", (p.fa_per_hour, 100 * p.miss_rate), fontsize=7,
                         textcoords="offset points", xytext=(4, 4))
         ax.axvline(target_fa_per_hour, color="gray", ls="--", label=f"target {target_fa_per_hour:g} FA/h")

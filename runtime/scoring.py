@@ -359,7 +359,7 @@ class SweepPoint:
         return 1.0 - self.hits / self.n_events if self.n_events else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"threshold": self.threshold, "hits": self.hits, "hit_rate": self.hit_rate,
+        return {"threshold": self.threshold, "n_events": self.n_events, "hits": self.hits, "hit_rate": self.hit_rate,
                 "miss_rate": self.miss_rate, "false_accepts": self.false_accepts,
                 "fa_per_hour": self.fa_per_hour}
 

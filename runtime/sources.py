@@ -25,6 +25,11 @@ from kws.runtime.resample import StreamingResampler
 
 logger = logging.getLogger(__name__)
 
+#: Sample format asked of PortAudio: 16-bit, what nearly every USB microphone delivers natively,
+#: so no conversion happens below us (ALSA's float conversion path also misbehaves with some
+#: plugins, e.g. the ``file`` plugin drops periods). Converted to float32 here (``x / 32768``).
+CAPTURE_DTYPE = "int16"
+
 #: Capture rates tried, in order, after the model's own rate and the device's default.
 FALLBACK_CAPTURE_RATES_HZ = (48000, 44100, 16000, 32000, 22050, 96000)
 
@@ -230,10 +235,13 @@ def list_input_devices(*, query_devices: Callable[..., Any] | None = None) -> st
 class MicSource(AudioSource):
     """A microphone through ``sounddevice.InputStream`` (blocking reads), resampled.
 
-    The capture rate is the first of: ``capture_rate_hz`` if given; else the model's rate, the
-    device's default rate, then :data:`FALLBACK_CAPTURE_RATES_HZ`, whichever the device opens
-    with (many USB microphones on a Pi do not offer 8 kHz). The audio is mixed to mono and
-    resampled to ``target_rate_hz`` with a polyphase filter.
+    Samples are captured as 16-bit integers (:data:`CAPTURE_DTYPE`). The capture rate is
+    ``capture_rate_hz`` if given; else the first of the device's default rate, the model's rate
+    and :data:`FALLBACK_CAPTURE_RATES_HZ` that the device opens with. Many USB microphones on a
+    Pi do not offer 8 kHz, and ALSA's ``plug``/``default`` devices that accept 8 kHz anyway
+    convert with a linear interpolator that aliases; capturing at the device's own rate and
+    resampling here with the polyphase filter avoids both. The audio is mixed to mono and
+    resampled to ``target_rate_hz``.
 
     Overflows (PortAudio dropped input because the reader fell behind) are counted in
     :attr:`overflows` and logged; they are not fatal. A read that fails (the device went away
@@ -253,7 +261,7 @@ class MicSource(AudioSource):
         Stop after this much captured audio (None: until closed or interrupted).
     stream_factory : callable or None
         Makes the stream: called like ``sounddevice.InputStream(device=, samplerate=,
-        channels=, dtype='float32', blocksize=)``; returns an object with ``start()``,
+        channels=, dtype='int16', blocksize=)``; returns an object with ``start()``,
         ``read(frames) -> (array (frames, channels), overflowed)``, ``stop()``, ``close()``.
         Tests pass a stand-in. Default: ``sounddevice.InputStream``.
     query_devices : callable or None
@@ -319,10 +327,9 @@ class MicSource(AudioSource):
         if self.capture_rate_hz is not None:
             rates = [int(self.capture_rate_hz)]
         else:
-            rates = [self.target_rate_hz]
             default = info.get("default_samplerate")
-            if default:
-                rates.append(int(round(float(default))))
+            rates = [int(round(float(default)))] if default else []
+            rates.append(self.target_rate_hz)
             rates.extend(FALLBACK_CAPTURE_RATES_HZ)
         rates = list(dict.fromkeys(rates))
         max_in = int(info.get("max_input_channels", 1) or 1)
@@ -340,7 +347,7 @@ class MicSource(AudioSource):
             frames = max(1, int(round(rate * self.block_ms / 1000.0)))
             try:
                 stream = self._factory(device=self.device, samplerate=rate, channels=channels,
-                                       dtype="float32", blocksize=frames)
+                                       dtype=CAPTURE_DTYPE, blocksize=frames)
                 stream.start()
             except Exception as exc:  # PortAudioError, ValueError: this setting is refused
                 errors.append(f"{rate} Hz x{channels}: {_one_line(exc)}")
@@ -413,7 +420,11 @@ class MicSource(AudioSource):
             if overflowed:
                 self.overflows += 1
                 logger.warning("input overflow: audio was dropped (%d so far)", self.overflows)
-            data = np.asarray(data, dtype=np.float32)
+            data = np.asarray(data)
+            if data.dtype.kind in "iu":
+                data = data.astype(np.float32) / np.float32(-np.iinfo(data.dtype).min)
+            else:
+                data = data.astype(np.float32, copy=False)
             self.samples_captured += len(data)
             mono = data.mean(axis=1) if data.ndim == 2 and data.shape[1] > 1 else data.reshape(-1)
             out = self._resampler.process(mono)

@@ -232,6 +232,7 @@ class FakeSD:
     def InputStream(self, *, device, samplerate, channels, dtype, blocksize):  # noqa: N802
         if samplerate != 48000:
             raise self.PortAudioError("Invalid sample rate [PaErrorCode -9997]")
+        assert dtype == "int16" and channels == 1
         self.opened.append(samplerate)
         fake = self
 
@@ -249,7 +250,8 @@ class FakeSD:
                 chunk = fake.signal[fake.pos:fake.pos + frames]
                 chunk = np.pad(chunk, (0, frames - len(chunk)))
                 fake.pos += frames
-                return chunk[:, None].astype(np.float32), i in fake.overflow_at
+                pcm = np.round(np.clip(chunk, -1, 1) * 32767).astype(np.int16)
+                return pcm[:, None], i in fake.overflow_at
 
             def stop(self):
                 pass

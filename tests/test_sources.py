@@ -123,9 +123,14 @@ class FakeDevice:
         self.closed = 0
         self.rate = signal_rate
 
-    def signal(self, start, n, rate):
+    def pcm(self, start, n, rate):
+        """What the device delivers: 16-bit samples."""
         t = (start + np.arange(n)) / rate
-        return (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+        return np.round(0.5 * np.sin(2 * np.pi * 440 * t) * 32767).astype(np.int16)
+
+    def signal(self, start, n, rate):
+        """The same, as the float32 the source turns it into."""
+        return self.pcm(start, n, rate).astype(np.float32) / 32768
 
     def query(self, device=None, kind=None):
         if device not in (None, "fake mic", 1):
@@ -136,7 +141,7 @@ class FakeDevice:
     def factory(self, *, device, samplerate, channels, dtype, blocksize):
         if samplerate not in self.rates or channels not in self.channels:
             raise FakePortAudioError(f"Invalid sample rate or channels [{samplerate}, {channels}]")
-        assert dtype == "float32"
+        assert dtype == "int16"
         self.opened.append({"device": device, "samplerate": samplerate, "channels": channels,
                             "blocksize": blocksize})
         return FakeStream(self, samplerate, channels)
@@ -155,11 +160,11 @@ class FakeStream:
         dev.reads += 1
         if dev.always_fail or i in dev.error_at:
             raise FakePortAudioError("Unanticipated host error")
-        x = dev.signal(dev.pos, frames, self.rate)
+        x = dev.pcm(dev.pos, frames, self.rate)
         dev.pos += frames
         data = np.repeat(x[:, None], self.channels, axis=1)
         if self.channels == 2:
-            data[:, 1] = 0.0  # the mono mix is then x / 2
+            data[:, 1] = 0  # the mono mix is then x / 2
         return data, i in dev.overflow_at
 
     def stop(self):
@@ -252,7 +257,7 @@ def test_missing_device():
 
 def test_device_that_refuses_every_setting():
     dev = FakeDevice(rates=())
-    with pytest.raises(AudioError, match="fake mic\\): cannot open for input \\(8000 Hz x1: Invalid "
+    with pytest.raises(AudioError, match="fake mic\\): cannot open for input \\(48000 Hz x1: Invalid "
                                          "sample rate.*more settings refused"):
         mic(dev).open()
 

@@ -31,7 +31,9 @@ BACKENDS = ("ai-edge-litert", "tflite-runtime", "tensorflow")
 _MODULES = {
     "ai-edge-litert": "ai_edge_litert.interpreter",
     "tflite-runtime": "tflite_runtime.interpreter",
-    "tensorflow": "tensorflow.lite",
+    # ``tensorflow.lite`` itself does not define Interpreter (the tf.lite API is generated
+    # elsewhere); the class lives here.
+    "tensorflow": "tensorflow.lite.python.interpreter",
 }
 
 
@@ -57,7 +59,7 @@ def _import_backend(name: str):
         module = importlib.import_module(_MODULES[name])
     except ImportError:
         return None
-    return module.Interpreter
+    return getattr(module, "Interpreter", None)
 
 
 def available_backends() -> list[str]:

@@ -415,3 +415,14 @@ def test_help_documents_exit_codes(capsys):
                  "--stdin", "--json", "--verbose", "--backend"):
         assert flag in text
     assert "exit codes:" in text and "130" in text and "Ctrl-C" in text
+
+
+@pytest.mark.parametrize("backend", ["ai-edge-litert", "tensorflow"])
+def test_backend_flag_names_the_interpreter(tiny_models, stream_files, capsys, backend):
+    pytest.importorskip(backend.replace("-", "_"))
+    code = listen.main(["--model", str(tiny_models["int8"]), "--wav", str(stream_files["8k"]),
+                        "--backend", backend, "--threads", "1", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert f"on {backend} (1 threads)" in err
+    check_detections(parse_json(out), stream_files["truth"])

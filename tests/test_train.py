@@ -1,0 +1,398 @@
+"""Augmentation, the batch pipeline, tiny-model training steps and kws-train end to end.
+
+Nothing here trains for accuracy: tiny models, a few steps, generated data (``synth_npz``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from kws.runtime.errors import DataError, KwsError  # noqa: E402
+from kws.runtime.features import FeatureConfig, compute_features  # noqa: E402
+from kws.runtime.meta import ModelMeta  # noqa: E402
+from kws.train import augment as aug  # noqa: E402
+
+keras = pytest.importorskip("keras")
+
+from kws.train import trainer  # noqa: E402
+from kws.train.data import load_npz, split_dataset  # noqa: E402
+from kws.train.dataset import EvalBatches, TrainBatches, feature_config  # noqa: E402
+from kws.train.nets import MODELS, build_model  # noqa: E402
+
+from test_nets import TINY  # noqa: E402
+
+ALL_OUTPUTS = ("model.keras", "model.json", "history.json", "curves.png", "eval.json", "confusion.png")
+
+
+def _rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+# ---------------------------------------------------------------------------------------
+# Augmentation
+# ---------------------------------------------------------------------------------------
+def test_time_shift_moves_and_zero_fills():
+    x = np.tile(np.arange(1, 101, dtype=np.float32), (50, 1))
+    out = aug.time_shift(x, 10, _rng())
+    assert out.shape == x.shape and out is not x
+    shifts = []
+    for row in out:
+        nz = np.flatnonzero(row)
+        # value 1 moved to index s (s >= 0), or the row starts at value 1 - s (s < 0)
+        shift = int(nz[0]) if row[nz[0]] == 1 else int(1 - row[nz[0]])
+        assert -10 <= shift <= 10
+        expected = np.zeros(100, dtype=np.float32)
+        if shift >= 0:
+            expected[shift:] = x[0, :100 - shift]
+        else:
+            expected[:100 + shift] = x[0, -shift:]
+        np.testing.assert_array_equal(row, expected)
+        shifts.append(shift)
+    assert len(set(shifts)) > 3 and min(shifts) < 0 < max(shifts)
+
+
+def test_mix_noise_hits_the_requested_snr():
+    rng = _rng(1)
+    sig = (0.3 * np.sin(np.arange(8000) * 0.05)).astype(np.float32)[None].repeat(4, 0)
+    noise = rng.normal(0, 0.1, (4, 8000)).astype(np.float32)
+    snr = np.array([0.0, 5.0, 10.0, 20.0])
+    mixed = aug.mix_noise(sig, noise, snr, rng=rng)
+    added = mixed - sig
+    measured = 20 * np.log10(np.sqrt((sig ** 2).mean(1)) / np.sqrt((added ** 2).mean(1)))
+    np.testing.assert_allclose(measured, snr, atol=1e-3)
+
+
+def test_silence_clips_get_level_relative_noise():
+    rng = _rng(2)
+    silence = np.zeros((3, 8000), dtype=np.float32)
+    noise = rng.normal(0, 0.5, (3, 8000)).astype(np.float32)
+    out = aug.mix_noise(silence, noise, np.zeros(3), is_silence=np.ones(3, bool), rng=rng)
+    rms = np.sqrt((out ** 2).mean(1))
+    assert np.all(rms > 10 ** (-61 / 20)) and np.all(rms < 10 ** (-19 / 20))
+
+
+def test_gain_range_and_clipping():
+    x = np.full((200, 10), 0.5, dtype=np.float32)
+    out = aug.apply_gain(x, 6.0, _rng())
+    gains_db = 20 * np.log10(out[:, 0] / 0.5)
+    assert gains_db.min() >= -6.0 - 1e-4 and np.max(out) <= 1.0
+    assert gains_db.max() > 3 and gains_db.min() < -3
+    assert np.all(aug.apply_gain(np.full((5, 4), 0.9, np.float32), 20.0, _rng()) <= 1.0)
+
+
+def test_spec_mask_widths_and_fill():
+    feats = _rng().normal(size=(20, 40, 126, 1)).astype(np.float32)
+    out = aug.spec_mask(feats, time_masks=1, freq_masks=0, time_mask_fraction=0.1, freq_mask_fraction=0.1,
+                        rng=_rng())
+    for before, after in zip(feats, out):
+        changed_frames = np.flatnonzero((before != after).any(axis=(0, 2)))
+        assert len(changed_frames) <= round(0.1 * 126)
+        if len(changed_frames):
+            assert np.all(np.diff(changed_frames) == 1)  # one contiguous block
+            np.testing.assert_allclose(after[:, changed_frames], before.mean(), rtol=1e-5)
+    out_f = aug.spec_mask(feats, time_masks=0, freq_masks=2, time_mask_fraction=0.1, freq_mask_fraction=0.1,
+                          rng=_rng())
+    rows = [(b != a).any(axis=(1, 2)).sum() for b, a in zip(feats, out_f)]
+    assert max(rows) <= 2 * 4 and sum(rows) > 0
+    assert not np.shares_memory(out, feats)
+
+
+def test_balanced_sampling_and_weights():
+    labels = np.array([0] * 600 + [1] * 100 + [2] * 25)
+    idx = np.arange(len(labels))
+    counts = np.bincount(labels)
+    np.testing.assert_allclose(aug.class_probabilities(counts, 1.0), [1 / 3] * 3)
+    np.testing.assert_allclose(aug.class_probabilities(counts, 0.0), counts / counts.sum())
+    sqrt = aug.class_probabilities(counts, 0.5)
+    np.testing.assert_allclose(sqrt, np.sqrt(counts) / np.sqrt(counts).sum())
+    epoch = aug.epoch_indices(idx, labels, n_classes=3, power=1.0, rng=_rng())
+    got = np.bincount(labels[epoch], minlength=3)
+    assert abs(got[0] - got[2]) <= 2 and got.sum() == pytest.approx(len(idx), abs=2)
+    assert len(np.unique(epoch[labels[epoch] == 1])) == 100  # every clip used before any repeat
+    w = aug.class_weights(counts, 1.0)
+    assert np.isclose((w[labels]).mean(), 1.0) and w[2] > w[1] > w[0]
+    np.testing.assert_allclose(w[0] * 600, w[2] * 25, rtol=1e-5)
+
+
+def test_augment_config_switches():
+    off = aug.AugmentConfig.off()
+    assert not off.waveform_on and not off.masks_on and off.balance == "none"
+    assert aug.AugmentConfig().waveform_on and aug.AugmentConfig().masks_on
+    with pytest.raises(KwsError, match="SNR range 20.0 5.0 dB: expected MIN <= MAX"):
+        aug.AugmentConfig(snr_db=(20.0, 5.0))
+    with pytest.raises(KwsError, match="balance 'oversample'"):
+        aug.AugmentConfig(balance="oversample")
+
+
+def test_noise_bank_from_dir_and_dataset(tmp_path, synth_npz):
+    from kws.runtime.audio_io import write_wav
+
+    folder = tmp_path / "noise"
+    (folder / "sub").mkdir(parents=True)
+    write_wav(folder / "a.wav", _rng().normal(0, 0.1, 3000).astype(np.float32), 8000)
+    write_wav(folder / "sub" / "b.wav", _rng(1).normal(0, 0.1, (16000, 2)).astype(np.float32), 16000)
+    bank = aug.NoiseBank.from_dir(folder, sample_rate_hz=8000)
+    assert len(bank) == 2
+    crops = bank.draw(5, 8000, _rng())
+    assert crops.shape == (5, 8000) and crops.dtype == np.float32 and np.all(np.abs(crops).max(1) > 0)
+    with pytest.raises(DataError, match="--noise-dir .*no .wav files"):
+        aug.NoiseBank.from_dir(_empty_dir(tmp_path), sample_rate_hz=8000)
+    with pytest.raises(DataError, match="not a directory"):
+        aug.NoiseBank.from_dir(tmp_path / "missing", sample_rate_hz=8000)
+
+    ds = load_npz(synth_npz)
+    split = split_dataset(ds, seed=0)
+    from_ds = aug.NoiseBank.from_dataset(ds, split.train)
+    silence = ds.label_names.index("silence")
+    assert len(from_ds) == int((ds.labels[split.train] == silence).sum()) > 0
+    assert aug.NoiseBank.from_dataset(ds, split.train[ds.labels[split.train] != silence]) is None
+
+
+def _empty_dir(tmp_path):
+    d = tmp_path / "empty"
+    d.mkdir()
+    return d
+
+
+# ---------------------------------------------------------------------------------------
+# Feature presets and batches
+# ---------------------------------------------------------------------------------------
+def test_feature_presets():
+    assert feature_config("seed-stft") == FeatureConfig()
+    assert feature_config("seed-stft").input_shape == (130, 126, 1)
+    assert feature_config("seed-stft", log=True).log
+    assert feature_config("waveform").input_shape == (8000, 1)
+    mel = feature_config("log-mel")
+    assert mel.input_shape == (40, 126, 1) and mel.log and mel.mel_bands == 40
+    assert feature_config("log-mel", mel_bands=32).input_shape == (32, 126, 1)
+    with pytest.raises(KwsError, match="unknown --features 'mfcc'; expected one of: seed-stft, waveform, log-mel"):
+        feature_config("mfcc")
+    with pytest.raises(KwsError, match="--mel-bands applies to --features log-mel only"):
+        feature_config("seed-stft", mel_bands=40)
+    with pytest.raises(KwsError, match="--mel-bands 500"):
+        feature_config("log-mel", mel_bands=500)
+
+
+def test_train_batches_are_the_front_end_and_reproducible(synth_npz):
+    ds = load_npz(synth_npz)
+    split = split_dataset(ds, seed=0)
+    cfg = feature_config("log-mel")
+    plain = TrainBatches(ds, split.train, features=cfg, batch_size=8, seed=3)
+    x, y = plain[0]
+    idx = plain._order[:8]
+    np.testing.assert_array_equal(x, compute_features(ds.audio(idx), cfg))  # no augmentation: THE front-end
+    np.testing.assert_array_equal(y.argmax(1), ds.labels[idx])
+    assert len(plain) == int(np.ceil(len(split.train) / 8))
+
+    augmenter = aug.Augmenter(aug.AugmentConfig(), sample_rate_hz=8000,
+                              noise=aug.NoiseBank.from_dataset(ds, split.train), silence_label=11)
+    a = TrainBatches(ds, split.train, features=cfg, batch_size=8, seed=3, augmenter=augmenter,
+                     balance="weights", steps_per_epoch=2)
+    b = TrainBatches(ds, split.train, features=cfg, batch_size=8, seed=3, augmenter=augmenter,
+                     balance="weights", steps_per_epoch=2)
+    xa, ya, wa = a[1]
+    xb, yb, wb = b[1]
+    assert len(a) == 2 and xa.shape == (8, 40, 126, 1) and wa.shape == (8,)
+    np.testing.assert_array_equal(xa, xb)
+    assert not np.allclose(xa, compute_features(ds.audio(a._order[8:16]), cfg))  # augmented
+    a.on_epoch_end()
+    assert a.epoch == 1 and not np.array_equal(a[1][0], xb)  # a new epoch draws anew
+    np.testing.assert_array_equal(a.batch(1, epoch=0)[0], xb)
+
+    balanced = TrainBatches(ds, split.train, features=cfg, batch_size=8, seed=0, balance="sample",
+                            balance_power=1.0)
+    counts = np.bincount(ds.labels[balanced._order], minlength=12)
+    assert counts.max() - counts.min() <= 2
+
+
+def test_eval_batches_cache(synth_npz):
+    ds = load_npz(synth_npz)
+    idx = np.arange(10)
+    ev = EvalBatches(ds, idx, features=feature_config("waveform"), batch_size=4)
+    assert len(ev) == 3 and ev.cached
+    x0, y0 = ev[0]
+    assert ev[0][0] is x0 and x0.shape == (4, 8000, 1)
+    assert ev[2][0].shape == (2, 8000, 1)
+    np.testing.assert_array_equal(ev.labels, ds.labels[idx])
+    assert not EvalBatches(ds, idx, features=feature_config("waveform"), batch_size=4, cache_mb=0.1).cached
+
+
+# ---------------------------------------------------------------------------------------
+# Every tiny model learns on generated data
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_tiny_model_loss_falls(name, synth_npz):
+    ds = load_npz(synth_npz)
+    spec = MODELS[name]
+    cfg = feature_config(spec.features)
+    keras.utils.set_random_seed(0)
+    model = build_model(name, input_shape=cfg.input_shape, n_classes=12, **TINY[name])
+    model.compile(optimizer=keras.optimizers.Adam(3e-3),
+                  loss=keras.losses.CategoricalCrossentropy(from_logits=True), jit_compile=False)
+    batches = TrainBatches(ds, np.arange(len(ds)), features=cfg, batch_size=24, seed=0)
+    x, y = batches[0]
+    losses = [float(model.train_on_batch(x, y)) for _ in range(6)]
+    assert all(np.isfinite(losses))
+    assert losses[-1] < losses[0], losses
+
+
+# ---------------------------------------------------------------------------------------
+# kws-train
+# ---------------------------------------------------------------------------------------
+def _train(capsys, *args):
+    code = trainer.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_kws_train_end_to_end(tmp_path, synth_npz, capsys):
+    out_dir = tmp_path / "run"
+    code, out, err = _train(capsys, "--data", synth_npz, "--model", "dscnn", "--width", 8, "--depth", 2,
+                            "--epochs", 2, "--steps-per-epoch", 3, "--lr", 3e-3, "--lr-schedule", "cosine",
+                            "--early-stopping", 5, "--label-smoothing", 0.1, "--seed", 1, "--out", out_dir)
+    assert code == 0, err
+    for name in ALL_OUTPUTS:
+        assert (out_dir / name).is_file() and (out_dir / name).stat().st_size > 0, name
+    assert not (out_dir / trainer.CHECKPOINT_TMP).exists()
+    # progress: the model line with params and MACs, one line per epoch
+    assert "parameters" in out and "MACs per inference" in out
+    assert out.count("epoch   1/2") == 1 and out.count("epoch   2/2") == 1
+
+    meta = ModelMeta.load(out_dir / "model.json")
+    assert meta.features == FeatureConfig(mel_bands=40, log=True)
+    assert list(meta.labels) == ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go",
+                                 "unknown", "silence"]
+    arch = meta.extra["architecture"]
+    model = keras.models.load_model(out_dir / "model.keras", compile=False)
+    from kws.train.macs import count_macs
+
+    assert arch["name"] == "dscnn" and arch["params"]["width"] == 8 and arch["params"]["depth"] == 2
+    assert arch["macs"] == count_macs(model) > 0 and arch["parameters"] == model.count_params()
+    assert meta.extra["split"]["by"] == "speaker" and meta.extra["split"]["seed"] == 1
+    training = meta.extra["training"]
+    assert training["status"] == "finished" and training["epochs"] == 2 and training["lr"] == 3e-3
+    assert training["lr_schedule"] == "cosine" and training["label_smoothing"] == 0.1
+    assert 1 <= training["best_epoch"] <= 2
+    assert meta.extra["data"]["n_clips"] == 288
+
+    history = json.loads((out_dir / "history.json").read_text())
+    assert len(history["loss"]) == len(history["val_loss"]) == len(history["val_accuracy"]) == 2
+    assert history["lr"][0] == pytest.approx(3e-3) and history["lr"][1] < history["lr"][0]  # cosine
+
+    report = json.loads((out_dir / "eval.json").read_text())
+    split = split_dataset(load_npz(synth_npz), seed=1)
+    assert report["split"] == "test" and report["n"] == len(split.test)
+    assert set(report["per_class"]) == set(meta.labels)
+    assert {"precision", "recall", "f1", "support"} <= set(report["per_class"]["yes"])
+    cm = np.array(report["confusion"])
+    assert cm.shape == (12, 12) and cm.sum() == len(split.test)
+    assert report["accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
+    # eval.json is the best checkpoint's: recompute from model.keras
+    feats = compute_features(load_npz(synth_npz).audio(split.test), meta.features)
+    pred = np.asarray(model.predict(feats, verbose=0)).argmax(1)
+    assert report["accuracy"] == pytest.approx(float((pred == load_npz(synth_npz).labels[split.test]).mean()))
+    assert meta.extra["evaluation"]["accuracy"] == report["accuracy"]
+
+
+def test_kws_train_seed_is_reproducible_and_force_overwrites(tmp_path, synth_npz, capsys):
+    args = ["--data", synth_npz, "--model", "spec2d", "--width", 0.0625, "--epochs", 1, "--steps-per-epoch", 2,
+            "--batch-size", 8, "--seed", 7, "--test-fraction", 0.05, "--out", tmp_path / "a"]
+    code_a, _, err = _train(capsys, *args)
+    assert code_a == 0, err
+    first = json.loads((tmp_path / "a" / "history.json").read_text())
+    meta = ModelMeta.load(tmp_path / "a" / "model.json")
+    assert meta.features == FeatureConfig()  # spec2d defaults to the seed STFT
+    code_b, _, err = _train(capsys, *args, "--force")
+    assert code_b == 0, err
+    second = json.loads((tmp_path / "a" / "history.json").read_text())
+    for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
+        assert first[key] == second[key], key
+
+
+def test_unknown_model_lists_valid_ones(tmp_path, synth_npz, capsys):
+    out_dir = tmp_path / "never"
+    code, out, err = _train(capsys, "--data", synth_npz, "--model", "transformer", "--out", out_dir)
+    assert code == 2
+    assert err.startswith("kws-train: error: unknown model 'transformer'; expected one of: ")
+    for name in MODELS:
+        assert name in err
+    assert len(err.strip().splitlines()) == 1 and not out_dir.exists()
+
+
+def test_existing_dir_is_refused_untouched(tmp_path, synth_npz, capsys):
+    out_dir = tmp_path / "exists"
+    out_dir.mkdir()
+    (out_dir / "model.keras").write_text("precious")
+    code, _, err = _train(capsys, "--data", synth_npz, "--model", "dscnn", "--out", out_dir)
+    assert code == 2
+    assert f"--out {out_dir}: directory exists and is not empty; pass --force" in err
+    assert (out_dir / "model.keras").read_text() == "precious"
+    assert sorted(p.name for p in out_dir.iterdir()) == ["model.keras"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "dscnn"], "--data FILE.npz is required"),
+    (["--data", "{tmp}/nope.npz", "--model", "dscnn"], "nope.npz: file not found"),
+    (["--data", "{synth}", "--model", "dscnn", "--depth", "0"], "--depth 0 for model dscnn: expected a positive integer"),
+    (["--data", "{synth}", "--model", "conv1d", "--depth", "3"], "model 'conv1d' has no knob(s) depth"),
+    (["--data", "{synth}", "--model", "conv1d", "--features", "log-mel"], "model conv1d needs a waveform input"),
+    (["--data", "{synth}", "--model", "dscnn", "--epochs", "0"], "--epochs 0: expected a positive integer"),
+    (["--data", "{synth}", "--model", "dscnn", "--val-fraction", "0"], "--val-fraction 0.0: expected > 0"),
+    (["--data", "{synth}", "--model", "dscnn", "--noise-dir", "{tmp}/none"], "--noise-dir"),
+])
+def test_bad_inputs_one_line_exit_2(tmp_path, synth_npz, capsys, argv, message):
+    out_dir = tmp_path / "out"
+    argv = [a.format(tmp=tmp_path, synth=synth_npz) for a in argv] + ["--out", str(out_dir)]
+    code, _, err = _train(capsys, *argv)
+    assert code == 2
+    assert err.startswith("kws-train: error: ") and message in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert not out_dir.exists()
+
+
+def test_list_models(capsys):
+    code, out, _ = _train(capsys, "--list-models")
+    assert code == 0
+    for name, spec in MODELS.items():
+        assert name in out and spec.description in out
+
+
+def test_ctrl_c_keeps_the_best_checkpoint(tmp_path, synth_npz, capsys, monkeypatch):
+    real = trainer.make_callbacks
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "make_callbacks", lambda args, out: real(args, out) + [Interrupt()])
+    out_dir = tmp_path / "run"
+    code, out, err = _train(capsys, "--data", synth_npz, "--model", "dscnn", "--width", 8, "--depth", 1,
+                            "--epochs", 5, "--steps-per-epoch", 2, "--lr", 3e-3, "--out", out_dir)
+    assert code == 130
+    assert "interrupted" in err and "best checkpoint" in err
+    model = keras.models.load_model(out_dir / "model.keras", compile=False)
+    assert model.output_shape == (None, 12)
+    meta = ModelMeta.load(out_dir / "model.json")
+    assert meta.extra["training"]["status"] == "interrupted"
+    assert meta.extra["training"]["epochs_run"] == 2
+    assert (out_dir / "INTERRUPTED.txt").read_text().startswith("Training was interrupted")
+    assert len(json.loads((out_dir / "history.json").read_text())["loss"]) == 2
+    assert not (out_dir / "eval.json").exists() and not (out_dir / trainer.CHECKPOINT_TMP).exists()
+
+
+@pytest.mark.slow
+def test_kws_train_runs_on_the_real_set(tmp_path, shared_npz, capsys):
+    code, out, err = _train(capsys, "--data", shared_npz, "--model", "dscnn", "--width", 16, "--depth", 2,
+                            "--epochs", 1, "--steps-per-epoch", 5, "--val-fraction", 0.05,
+                            "--test-fraction", 0.05, "--out", tmp_path / "real")
+    assert code == 0, err
+    assert "split by speaker" in out
+    report = json.loads((tmp_path / "real" / "eval.json").read_text())
+    assert report["n"] > 200 and report["per_class"]["unknown"]["support"] > 50

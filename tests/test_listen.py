@@ -417,6 +417,7 @@ def test_help_documents_exit_codes(capsys):
     assert "exit codes:" in text and "130" in text and "Ctrl-C" in text
 
 
+@pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated")
 @pytest.mark.parametrize("backend", ["ai-edge-litert", "tensorflow"])
 def test_backend_flag_names_the_interpreter(tiny_models, stream_files, capsys, backend):
     pytest.importorskip(backend.replace("-", "_"))

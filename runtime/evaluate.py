@@ -136,10 +136,11 @@ def load_eval_npz(path: str | Path) -> EvalData:
         raise DataError(f"{path}: wav_vals has shape {wav.shape}; expected (N, window_samples)")
     if wav.dtype != np.int16 and wav.dtype not in (np.float32, np.float64):
         raise DataError(f"{path}: wav_vals dtype {wav.dtype}; expected int16 PCM or float32")
+    stored_shape = labels.shape
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
     if labels.ndim != 1 or len(labels) != len(wav):
-        raise DataError(f"{path}: label_vals has shape {labels.shape}; expected ({len(wav)},) or "
+        raise DataError(f"{path}: label_vals has shape {stored_shape}; expected ({len(wav)},) or "
                         f"({len(wav)}, 1) to match wav_vals")
     if labels.dtype.kind not in "US":
         raise DataError(f"{path}: label_vals dtype {labels.dtype}; expected strings")

@@ -134,6 +134,22 @@ def _dist_version(name: str) -> str | None:
         return None
 
 
+def blas_info() -> dict[str, Any]:
+    """numpy's BLAS and the thread settings it reads at start-up.
+
+    The mel filterbank is a matrix product, so a log-mel front-end calls BLAS every window;
+    OpenBLAS then wakes its own threads (one per core, unless ``OPENBLAS_NUM_THREADS`` says
+    otherwise), which spin between calls and, on a busy machine, wait for a free core.
+    """
+    info: dict[str, Any] = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        info.update(name=blas.get("name"), version=blas.get("version"))
+    except Exception:  # numpy < 1.26 or another layout: only the environment is known
+        info.update(name=None, version=None)
+    return info
+
+
 def host_info() -> dict[str, Any]:
     try:
         usable = len(os.sched_getaffinity(0))
@@ -142,7 +158,7 @@ def host_info() -> dict[str, Any]:
     return {"machine": platform.machine(), "cpu": _cpu_model(), "cpu_count": os.cpu_count(),
             "usable_cpus": usable, "system": f"{platform.system()} {platform.release()}",
             "python": platform.python_version(),
-            "numpy": np.__version__,
+            "numpy": np.__version__, "blas": blas_info(),
             "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
 
 
@@ -607,6 +623,8 @@ def render(result: dict[str, Any]) -> str:
     parts = [
         f"kws-bench on {host['cpu']} ({host['usable_cpus']} usable CPUs, {host['machine']}), "
         f"backend {rt['backend']} {rt['backend_version'] or ''}, numpy {host['numpy']}"
+        f" (BLAS {host['blas'].get('name') or '?'}, OPENBLAS_NUM_THREADS="
+        f"{host['blas'].get('OPENBLAS_NUM_THREADS') or 'unset'})"
         + (f", load average {load[0]:.2f} before" if load else "") + ".",
         "",
         latency_table(result),
@@ -723,6 +741,10 @@ def _main(argv: Sequence[str] | None) -> int:
         Path(args.out).mkdir(parents=True, exist_ok=True)
 
     host = host_info()
+    if "openblas" in str(host["blas"].get("name") or "").lower() and not host["blas"]["OPENBLAS_NUM_THREADS"]:
+        logger.warning("numpy uses OpenBLAS with its default threads: a mel front-end's matrix product "
+                       "wakes them every window, which costs CPU and, on a busy machine, latency; "
+                       "OPENBLAS_NUM_THREADS=1 kws-bench ... measures the single-threaded front-end")
     models = []
     for path, name in zip(paths, names):
         if not path.is_file():

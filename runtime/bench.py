@@ -644,7 +644,7 @@ def render(result: dict[str, Any]) -> str:
         labels = {"total_median_ms_1_thread": ("total per window, median, 1 thread", "ms"),
                   "cpu_share_250ms_hop": ("CPU share at a 250 ms hop, 1 thread", "%"),
                   "peak_rss_mb": ("peak RSS", "MB"), "runtime_install_mb": ("runtime install", "MB")}
-        who = targets["model"] or "no model"
+        who = targets["model"] or f"{DEFAULT_MODEL_NAME} is not in this run"
         parts += ["", f"Targets ({who}):"]
         for key, (label, unit) in labels.items():
             check = targets["checks"].get(key)
@@ -779,7 +779,6 @@ def _main(argv: Sequence[str] | None) -> int:
         result["compare"] = {"baseline": baseline, "rows": compare_rows(result, baseline)}
 
     text = render(result)
-    print(text)
     try:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result, indent=2) + "\n")
@@ -788,6 +787,10 @@ def _main(argv: Sequence[str] | None) -> int:
     except OSError as exc:
         raise KwsError(f"{json_out}: cannot write the JSON results ({exc.strerror})") from None
     logger.info("wrote %s", json_out)
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:  # kws-bench | head: the JSON is written; stay quiet
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -158,3 +158,25 @@ def test_compare_raw_is_exact_for_the_interpreter(tmp_path):
     no_xnnpack = _raw_dir(tmp_path / "nox", outputs=[[5, -3, 9], [1, 2, 3]], features=feats, xnnpack=False)
     ok, lines = pc.compare_raw(x86, no_xnnpack)
     assert not ok and any("XNNPACK is applied on one side only" in line for line in lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# the systemd unit of docs/raspberry-pi.md
+# ---------------------------------------------------------------------------------------------
+def test_systemd_unit_restarts_on_failure_and_uses_real_flags():
+    import re
+    import shlex
+
+    unit = (REPO / "docs" / "kws-listen.service").read_text()
+    settings = dict(re.findall(r"^(\w+)=(.*)$", unit, flags=re.MULTILINE))
+    assert settings["Restart"] == "on-failure"
+    assert int(settings["RestartSec"]) > 0
+    assert settings["KillSignal"] == "SIGINT" and "130" in settings["SuccessExitStatus"].split()
+    assert settings["WantedBy"] == "multi-user.target"
+    argv = shlex.split(settings["ExecStart"])
+    assert argv[0].endswith("/bin/kws-listen")
+    help_text = subprocess.run([sys.executable, "-c", "import sys; from kws.runtime.listen import main; "
+                                "sys.exit(main(['--help']))"], capture_output=True, text=True).stdout
+    for flag in (a for a in argv[1:] if a.startswith("--")):
+        assert flag in help_text, f"{flag} in the unit's ExecStart is not a kws-listen flag"
+    assert "--json" in argv

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib.metadata
+import importlib.util
 import json
 import logging
 import os
@@ -44,7 +45,7 @@ import numpy as np
 from kws.runtime.cli import configure_logging, run_main
 from kws.runtime.errors import EXIT_FAILURE, KwsError, ModelError
 from kws.runtime.features import compute_features
-from kws.runtime.interpreter import _MODULES, softmax
+from kws.runtime.interpreter import _MODULES, BACKENDS, softmax
 from kws.runtime.model import DEFAULT_MODEL_NAME, KwsModel
 from kws.runtime.tflite_graph import count_macs
 
@@ -321,12 +322,17 @@ _PROBE = """
 import json, sys
 import numpy as np
 from kws.runtime.bench import _peak_rss, _test_audio
+from kws.runtime.errors import KwsError
 from kws.runtime.model import KwsModel
 from kws.runtime.interpreter import softmax
-m = KwsModel(sys.argv[1], threads=int(sys.argv[2]))
-clips = _test_audio(4, m.features.window_samples, np.random.default_rng(0))
-for i in range(int(sys.argv[3])):
-    softmax(m.logits(clips[i % 4]))
+try:
+    m = KwsModel(sys.argv[1], threads=int(sys.argv[2]), backend=sys.argv[4])
+    clips = _test_audio(4, m.features.window_samples, np.random.default_rng(0))
+    for i in range(int(sys.argv[3])):
+        softmax(m.logits(clips[i % 4]))
+except KwsError as exc:
+    print(json.dumps({"error": str(exc), "exit_code": exc.exit_code}))
+    sys.exit(0)
 print(json.dumps(_peak_rss()))
 """
 
@@ -337,16 +343,37 @@ def _subprocess_env() -> dict[str, str]:
     return env
 
 
-def rss_probe(path: Path, *, threads: int, windows: int = 10) -> dict[str, Any]:
-    """Peak RSS of a fresh process that imports the runtime, loads ``path`` and scores windows."""
-    result = subprocess.run([sys.executable, "-c", _PROBE, str(path), str(threads), str(windows)],
+def rss_probe(path: Path, *, threads: int, windows: int = 10, backend: str = "auto") -> dict[str, Any]:
+    """Peak RSS of a fresh process that imports the runtime, loads ``path`` and scores windows.
+
+    It also checks the model: a model that does not load raises its :class:`ModelError`.
+    ``vm_hwm_bytes`` is the probe's own peak. ``ru_maxrss_bytes`` is not always: Linux carries
+    the peak of the process that spawned it across ``exec``, which is why kws-bench runs the
+    probes before it loads any model itself.
+    """
+    result = subprocess.run([sys.executable, "-c", _PROBE, str(path), str(threads), str(windows), backend],
                             capture_output=True, text=True, env=_subprocess_env())
-    if result.returncode != 0:
+    lines = result.stdout.strip().splitlines()
+    if result.returncode != 0 or not lines:
         tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise ModelError(f"{path}: the memory probe process failed ({tail})",
                          exit_code=EXIT_FAILURE)
-    peak = json.loads(result.stdout.strip().splitlines()[-1])
+    peak = json.loads(lines[-1])
+    if "error" in peak:
+        raise ModelError(peak["error"], exit_code=int(peak.get("exit_code", 2)))
     return {"threads": threads, "windows": windows, **peak}
+
+
+def _first_backend(requested: str) -> str:
+    """The backend ``auto`` picks, found without importing it (importing the tensorflow
+    fallback would cost this process hundreds of MB)."""
+    if requested != "auto":
+        return requested
+    for name in BACKENDS:
+        if importlib.util.find_spec(_MODULES[name].split(".")[0]) is not None:
+            return name
+    raise ModelError("no TFLite interpreter is installed: pip install ai-edge-litert "
+                     "(or tflite-runtime on 32-bit Raspberry Pi OS)")
 
 
 def runtime_import_time(backend: str, *, repeats: int = 3) -> dict[str, Any]:
@@ -454,8 +481,8 @@ def _quant_label(model: KwsModel) -> str:
 
 def bench_model(path: Path, name: str, *, threads: Sequence[int], windows: int, warmup: int,
                 hops_ms: Sequence[float], stream_windows: int, realtime: bool,
-                probe_windows: int, backend: str = "auto", budget_s: float = 0.0) -> dict[str, Any]:
-    """All measurements of one model (see the module docstring)."""
+                backend: str = "auto", budget_s: float = 0.0) -> dict[str, Any]:
+    """Timings, MACs and facts of one model (see the module docstring); RSS is :func:`rss_probe`."""
     rng = np.random.default_rng(0)
     runs = []
     info: dict[str, Any] = {}
@@ -489,7 +516,6 @@ def bench_model(path: Path, name: str, *, threads: Sequence[int], windows: int, 
         del model
         gc.collect()
     info["macs"] = count_macs(path, backend=backend).to_dict()
-    info["peak_rss"] = rss_probe(path, threads=threads[0], windows=probe_windows)
     info["runs"] = runs
     return info
 
@@ -745,15 +771,22 @@ def _main(argv: Sequence[str] | None) -> int:
         logger.warning("numpy uses OpenBLAS with its default threads: a mel front-end's matrix product "
                        "wakes them every window, which costs CPU and, on a busy machine, latency; "
                        "OPENBLAS_NUM_THREADS=1 kws-bench ... measures the single-threaded front-end")
-    models = []
-    for path, name in zip(paths, names):
+    # Fresh processes first, while this one is small (see rss_probe): import time, then one
+    # memory probe per model, which also refuses a missing, corrupt or JSON-less model early.
+    import_time = runtime_import_time(_first_backend(args.backend))
+    probes = []
+    for path in paths:
         if not path.is_file():
             raise ModelError(f"{path}: model file not found (expected a .tflite file)")
+        probes.append(rss_probe(path, threads=threads[0], windows=args.probe_windows,
+                                backend=args.backend))
+    models = []
+    for path, name, probe in zip(paths, names, probes):
         models.append(bench_model(path, name, threads=threads, windows=args.windows,
                                   warmup=args.warmup, hops_ms=hops_ms,
                                   stream_windows=args.stream_windows, realtime=args.realtime,
-                                  probe_windows=args.probe_windows, backend=args.backend,
-                                  budget_s=args.budget_s))
+                                  backend=args.backend, budget_s=args.budget_s))
+        models[-1]["peak_rss"] = probe
     backend = models[0]["backend"]
     dist = _BACKEND_DISTS.get(backend, backend)
     result: dict[str, Any] = {
@@ -767,7 +800,7 @@ def _main(argv: Sequence[str] | None) -> int:
                      "budget_s": args.budget_s,
                      "probe_threads": threads[0]},
         "runtime": {"backend": backend, "backend_version": _dist_version(dist),
-                    "import": runtime_import_time(backend),
+                    "import": import_time,
                     "install": install_footprint(backend)},
         "models": models,
         "bench_process_peak_rss": _peak_rss(),

@@ -38,7 +38,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -163,10 +163,11 @@ def host_info() -> dict[str, Any]:
             "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
 
 
-def _test_audio(n_clips: int, n_samples: int, rng: np.random.Generator) -> np.ndarray:
-    """Speech-like float32 windows in [-1, 1]: noise with a few tone bursts (content does not
-    change the cost of the features or of a fixed-graph model; it keeps int8 inputs in range)."""
-    t = np.arange(n_samples, dtype=np.float32) / 8000.0
+def _test_audio(n_clips: int, n_samples: int, rng: np.random.Generator, *,
+                sample_rate_hz: int = 8000) -> np.ndarray:
+    """float32 windows (n_clips, n_samples) in [-1, 1]: noise with a tone burst each. Content
+    does not change the cost of the features or of a fixed-graph model."""
+    t = np.arange(n_samples, dtype=np.float32) / float(sample_rate_hz)
     clips = 0.02 * rng.standard_normal((n_clips, n_samples)).astype(np.float32)
     for clip in clips:
         start = int(rng.integers(0, max(1, n_samples // 2)))
@@ -499,8 +500,9 @@ def bench_model(path: Path, name: str, *, threads: Sequence[int], windows: int, 
                 "features": model.features.to_dict(),
                 "backend": model.backend, "xnnpack": model.tflite.xnnpack,
             }
-            clips = _test_audio(8, model.features.window_samples, rng)
-            stream = _test_audio(1, model.features.window_samples * 4, rng)[0]
+            rate = model.features.sample_rate_hz
+            clips = _test_audio(8, model.features.window_samples, rng, sample_rate_hz=rate)
+            stream = _test_audio(1, model.features.window_samples * 4, rng, sample_rate_hz=rate)[0]
         try:
             run = {"threads": t, **time_windows(model, clips, windows=windows, warmup=warmup,
                                                 budget_s=budget_s)}

@@ -1,0 +1,136 @@
+"""kws-quickstart: data choice (npz / seed npz / TTS / tones), bad input, and a quick end-to-end run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kws.runtime.labels import SEED_LABELS
+from kws.train import quickstart as qs
+from kws.train.synth import write_synthetic_npz
+
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+QUICK = qs.PRESETS["quick"]
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _no_seed_npz(tmp_path, monkeypatch):
+    """Never pick up a real seed npz from the developer's home."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+
+@needs_espeak
+def test_prepare_data_speaks_with_tts(tmp_path):
+    choice = qs.prepare_data(tmp_path, QUICK, use_seed=False)
+    assert choice.source == "tts"
+    assert "synthetic voices" in choice.description and "espeak-ng" in choice.description
+    with np.load(choice.npz) as z:
+        assert z["wav_vals"].shape == (QUICK.tts_clips_per_label * len(SEED_LABELS), 8000)
+        train_voices = set(z["speaker"])
+    truth = json.loads(choice.truth.read_text())
+    assert choice.stream.is_file() and truth["duration_s"] == QUICK.stream_seconds
+    assert not set(truth["settings"]["voices"]) & train_voices  # the stream's voices are held out
+
+
+def test_prepare_data_without_engines_falls_back_to_tones(tmp_path, capsys):
+    choice = qs.prepare_data(tmp_path, QUICK, use_seed=False, tts_path="")
+    out = capsys.readouterr().out
+    assert "no text-to-speech engine found" in out and "using generated tones" in out
+    assert choice.source == "synthetic tones" and choice.stream is None  # -> the committed demo stream
+    assert any("no text-to-speech engine found" in n for n in choice.notes)
+    with np.load(choice.npz) as z:
+        assert z["wav_vals"].shape == (QUICK.synth_clips_per_label * len(SEED_LABELS), 8000)
+    wav, truth = qs.committed_stream()
+    assert wav.is_file() and truth.is_file()
+
+
+def test_prepare_data_uses_the_seed_path(tmp_path):
+    seed = qs.seed_npz_path()
+    assert str(seed).startswith(str(tmp_path / "home")) and seed.name == "speech_wav_8000.npz"
+    seed.parent.mkdir(parents=True)
+    write_synthetic_npz(seed, clips_per_label=12, seed=1)
+    choice = qs.prepare_data(tmp_path / "out", QUICK, use_tts=False)
+    assert choice.source == "seed npz" and str(seed) in choice.description
+    with np.load(choice.npz) as z:
+        labels, counts = np.unique(z["label_vals"][:, 0], return_counts=True)
+        assert set(labels) == set(SEED_LABELS) and set(counts) == {QUICK.npz_clips_per_label}
+        assert "speaker" in z.files
+    # --data wins over the seed path; 0 clips per label = all of it
+    other = write_synthetic_npz(tmp_path / "mine.npz", clips_per_label=3, seed=2)
+    from dataclasses import replace
+
+    choice = qs.prepare_data(tmp_path / "out2", replace(QUICK, npz_clips_per_label=0), data=other, use_tts=False)
+    assert choice.source == "given npz" and choice.n_clips == 3 * len(SEED_LABELS)
+
+
+def test_bad_input_messages(tmp_path, capsys):
+    assert qs.main(["--data", str(tmp_path / "nope.npz"), "--out", str(tmp_path / "o")]) == 2
+    assert "--data " + str(tmp_path / "nope.npz") + ": file not found" in capsys.readouterr().err
+    out = tmp_path / "used"
+    out.mkdir()
+    (out / "summary.json").write_text("{}")
+    assert qs.main(["--out", str(out)]) == 2
+    assert "holds results of an earlier run (summary.json); use --force" in capsys.readouterr().err
+    assert qs.main(["--epochs", "0", "--out", str(tmp_path / "e")]) == 2
+    assert "--epochs 0: expected at least 1" in capsys.readouterr().err
+
+
+def _check_summary(out: Path, stdout: str, *, source: str) -> dict:
+    summary = json.loads((out / "summary.json").read_text())
+    s = summary["steps"]
+    assert s["data"]["source"] == source
+    assert 0.0 <= s["train"]["test_accuracy"] <= 1.0 and s["train"]["macs"] > 0
+    acc = s["export"]["accuracy"]
+    assert {"float32", "int8"} <= set(acc) and all(0.0 <= v <= 1.0 for v in acc.values())
+    assert 0.0 <= s["export"]["int8_agreement"] <= 1.0 and s["export"]["int8_bytes"] > 0
+    assert (out / "export" / "model_int8.tflite").is_file() and (out / "export" / "parity.json").is_file()
+    bench = s["bench"]["models"]
+    assert bench and all(r["total_ms_median_1_thread"] > 0 for r in bench.values())
+    q = s["listen"]["quickstart"]
+    assert q["n_events"] > 0 and q["hits"] + q["wrong_keyword"] + q["missed"] == q["n_events"]
+    assert len(q["detections"]) == q["n_detections"]
+    for line in ("=== summary", "1 data", "2 train", "3 export", "4 bench", "5 listen", "test accuracy"):
+        assert line in stdout
+    return summary
+
+
+@needs_espeak
+def test_quickstart_end_to_end_quick(tmp_path, capsys):
+    out = tmp_path / "qs"
+    assert qs.main(["--quick", "--out", str(out), "--no-seed-data"]) == 0
+    stdout = capsys.readouterr().out
+    summary = _check_summary(out, stdout, source="tts")
+    assert summary["steps"]["data"]["stream"].startswith(str(out))  # a fresh stream with held-out voices
+    assert "detections of the quickstart's int8 model" in stdout
+    # A second run into the same folder needs --force, then replaces it.
+    assert qs.main(["--quick", "--out", str(out), "--no-seed-data"]) == 2
+    shipped = REPO / "models" / "model_int8.tflite"
+    if shipped.is_file():
+        assert "shipped" in summary["steps"]["listen"]
+
+
+@pytest.mark.slow
+def test_quickstart_without_tts_uses_the_committed_stream(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
+                                                if not any(Path(p, e).exists() for e in ("espeak-ng", "flite",
+                                                                                         "festival"))))
+    out = tmp_path / "qs"
+    assert qs.main(["--quick", "--out", str(out), "--no-seed-data"]) == 0
+    stdout = capsys.readouterr().out
+    summary = _check_summary(out, stdout, source="synthetic tones")
+    assert summary["steps"]["data"]["stream"] == str(qs.committed_stream()[0])
+    assert "no text-to-speech engine found" in stdout
+
+
+@pytest.mark.slow
+@needs_espeak
+def test_quickstart_default_run(tmp_path, capsys):
+    out = tmp_path / "qs"
+    assert qs.main(["--out", str(out), "--no-seed-data"]) == 0
+    _check_summary(out, capsys.readouterr().out, source="tts")

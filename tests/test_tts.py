@@ -67,9 +67,14 @@ def test_run_without_engines_says_so_and_returns_distinct_code(tmp_path, monkeyp
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     code = tts.run(_parse(["--out", str(tmp_path / "d.npz"), "--stream", str(tmp_path / "s.wav")]))
     assert code == tts.EXIT_NO_ENGINE == 3
-    out = capsys.readouterr().out
-    assert "no text-to-speech engine found" in out and "apt-get install espeak-ng" in out
+    err = capsys.readouterr().err
+    assert "no text-to-speech engine found" in err and "apt-get install espeak-ng" in err
     assert not (tmp_path / "d.npz").exists() and not (tmp_path / "s.wav").exists()
+    # The same through the kws-data command.
+    from kws.train.data_cli import main as kws_data
+
+    assert kws_data(["demo", "--stream", str(tmp_path / "s.wav")]) == tts.EXIT_NO_ENGINE
+    assert "no text-to-speech engine found" in capsys.readouterr().err
 
 
 def test_bad_engine_name_and_nothing_to_write(tmp_path):
@@ -79,6 +84,20 @@ def test_bad_engine_name_and_nothing_to_write(tmp_path):
         tts.generate()
     with pytest.raises(DataError, match="--clips-per-label 0: expected at least 1"):
         tts.generate(out=tmp_path / "d.npz", clips_per_label=0)
+
+
+@needs_espeak
+def test_kws_data_demo_command(tmp_path, capsys):
+    from kws.train.data_cli import main as kws_data
+
+    assert kws_data(["demo", "--list-voices", "--engines", "espeak-ng"]) == 0
+    out = capsys.readouterr().out
+    assert "espeak-ng: " in out and "espeak-ng:en-us:default" in out.splitlines()
+    stream = tmp_path / "s.wav"
+    assert kws_data(["demo", "--stream", str(stream), "--stream-seconds", "6", "--engines", "espeak-ng"]) == 0
+    assert stream.is_file() and (tmp_path / "s.truth.json").is_file()
+    assert kws_data(["demo", "--stream", str(stream), "--engines", "espeak-ng"]) == 2  # exists, no --force
+    assert "s.wav exists; use --force" in capsys.readouterr().err
 
 
 def test_existing_output_needs_force(tmp_path):

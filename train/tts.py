@@ -38,6 +38,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -747,7 +748,7 @@ def run(args: argparse.Namespace) -> int:
                        engines=engines, noise_npz=args.noise, seed=args.seed, jobs=args.jobs, force=args.force,
                        progress=os.isatty(2))
     except NoEngineError as exc:
-        print(f"kws-data demo: {exc}", flush=True)
+        print(f"kws-data demo: {exc}", file=sys.stderr, flush=True)
         return EXIT_NO_ENGINE
     print("voices found:")
     print("  " + res.description.replace("\n", "\n  "))

@@ -130,10 +130,21 @@ def _spec2d_skip(**kw):
 # ---------------------------------------------------------------------------------------
 # Edge families
 # ---------------------------------------------------------------------------------------
+#: BatchNorm momentum of the edge models. Keras' default 0.99 leaves the moving variance
+#: dominated by its initial 1.0 for the first ~500 steps (0.99**230 = 0.1 after one epoch of the
+#: 7k-clip shared set), while a depthwise layer's true variance can be 1e-3: the inference-mode
+#: model then predicts one class and the best-by-val-loss checkpoint is garbage. 0.9 settles in ~50 steps.
+BN_MOMENTUM = 0.9
+
+
+def _bn(name):
+    return _keras().layers.BatchNormalization(momentum=BN_MOMENTUM, name=name)
+
+
 def _conv_bn_relu(x, filters, kernel, strides, name):
     layers = _keras().layers
     x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = _bn(f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
@@ -151,7 +162,7 @@ def _dscnn(*, input_shape, n_classes: int, width: int, depth: int, stride: int, 
     x = _conv_bn_relu(inputs, width, dscnn_stem_kernel(freq_stride, stride), (freq_stride, stride), "stem")
     for i in range(1, depth + 1):
         x = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"ds{i}_dw")(x)
-        x = layers.BatchNormalization(name=f"ds{i}_dw_bn")(x)
+        x = _bn(f"ds{i}_dw_bn")(x)
         x = layers.ReLU(name=f"ds{i}_dw_relu")(x)
         x = _conv_bn_relu(x, width, 1, 1, f"ds{i}_pw")
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
@@ -169,11 +180,11 @@ def _bc_block(x, channels: int, freq_bins: int, index: int, *, transition: bool)
     identity = x
     # f2: frequency-wise depthwise conv on the 2-D map.
     f2 = layers.DepthwiseConv2D((3, 1), padding="same", use_bias=False, name=f"{name}_f2_dw")(x)
-    f2 = layers.BatchNormalization(name=f"{name}_f2_bn")(f2)
+    f2 = _bn(f"{name}_f2_bn")(f2)
     # f1: average over frequency -> (1, T, C), temporal depthwise conv, pointwise conv.
     f1 = layers.AveragePooling2D((freq_bins, 1), name=f"{name}_freq_avg")(f2)
     f1 = layers.DepthwiseConv2D((1, 3), padding="same", use_bias=False, name=f"{name}_f1_dw")(f1)
-    f1 = layers.BatchNormalization(name=f"{name}_f1_bn")(f1)
+    f1 = _bn(f"{name}_f1_bn")(f1)
     f1 = layers.ReLU(name=f"{name}_f1_relu")(f1)
     f1 = layers.Conv2D(channels, 1, use_bias=False, name=f"{name}_f1_pw")(f1)
     # Broadcast the (1, T, C) branch back over frequency.

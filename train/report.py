@@ -100,6 +100,8 @@ def _save(fig, path: Path) -> Path:
 def plot_curves(history: Mapping[str, Sequence[float]], path: str | Path, *, title: str = "") -> Path:
     """The seed's plot: accuracy (train, val) and loss (train, val) against the epoch, side by side."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     path = Path(path)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, name in ((axes[0], "accuracy", "accuracy"), (axes[1], "loss", "loss")):
@@ -108,6 +110,7 @@ def plot_curves(history: Mapping[str, Sequence[float]], path: str | Path, *, tit
             if values:
                 ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=label)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(name)
         ax.set_title(f"model {name}")
         ax.grid(alpha=0.3)

@@ -4,7 +4,7 @@ Every model maps one feature window to ``n_classes`` LOGITS (no softmax layer); 
 categorical cross-entropy ``from_logits=True`` and the runtime applies the softmax.
 
 Select a model by name with :func:`build_model`; :data:`MODELS` lists the names with a one-line
-description, the default front-end (see :mod:`kws.train.features`) and the knobs each takes.
+description, the default front-end preset (see :data:`kws.train.dataset.PRESETS`) and the knobs each takes.
 
 Seed networks (``conv1d``, ``conv1d_skip``, ``spec2d``, ``spec2d_skip``)
     Blocks of convolutions (kernel 9 for Conv1D, 3x3 for Conv2D, padding ``same``, ReLU) with
@@ -21,7 +21,8 @@ Edge family ``dscnn`` (depthwise-separable CNN, after Zhang et al. 2017 "Hello E
     For a (bands, frames, 1) log-mel input: a full Conv2D of ``width`` filters with a (4, 10)
     kernel (4 mel bands x 10 frames = 80 ms) and stride ``(2, stride)``, BatchNorm, ReLU; then
     ``depth`` blocks of [DepthwiseConv2D 3x3, BatchNorm, ReLU, Conv2D 1x1 ``width``, BatchNorm,
-    ReLU]; global average pooling, Dropout, Dense ``n_classes``. Only Conv2D, DepthwiseConv2D,
+    ReLU]; blocks listed in ``downsample`` (1-based) use stride 2 in the depthwise conv and double
+    the channels in the pointwise conv; global average pooling, Dropout, Dense ``n_classes``. Only Conv2D, DepthwiseConv2D,
     BatchNormalization (folded into the convolutions at export), ReLU, average pooling and Dense,
     so it converts to a full-int8 TFLite model.
 
@@ -58,7 +59,7 @@ class ModelSpec:
     description : str
         One line for ``kws-train --list-models`` and errors.
     features : str
-        Default front-end preset (a name in :data:`kws.train.features.PRESETS`).
+        Default front-end preset (a name in :data:`kws.train.dataset.PRESETS`).
     knobs : Mapping[str, Any]
         Knob name -> default value; :func:`build_model` accepts exactly these.
     rank : int
@@ -155,16 +156,21 @@ def dscnn_stem_kernel(freq_stride: int, stride: int) -> tuple[int, int]:
 
 
 def _dscnn(*, input_shape, n_classes: int, width: int, depth: int, stride: int, freq_stride: int,
-           dropout: float):
+           dropout: float, downsample: tuple[int, ...] = ()):
     keras = _keras()
     layers = keras.layers
     inputs = keras.Input(shape=tuple(input_shape), name="features")
     x = _conv_bn_relu(inputs, width, dscnn_stem_kernel(freq_stride, stride), (freq_stride, stride), "stem")
+    channels = width
     for i in range(1, depth + 1):
-        x = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"ds{i}_dw")(x)
+        # A downsampling block halves both axes in its depthwise conv and doubles the channels in
+        # its pointwise conv: the MACs per block stay about the same, the features get richer.
+        step = 2 if i in downsample else 1
+        channels = channels * step
+        x = layers.DepthwiseConv2D(3, strides=step, padding="same", use_bias=False, name=f"ds{i}_dw")(x)
         x = _bn(f"ds{i}_dw_bn")(x)
         x = layers.ReLU(name=f"ds{i}_dw_relu")(x)
-        x = _conv_bn_relu(x, width, 1, 1, f"ds{i}_pw")
+        x = _conv_bn_relu(x, channels, 1, 1, f"ds{i}_pw")
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
     outputs = layers.Dense(n_classes, name="logits")(x)
@@ -235,7 +241,8 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec("spec2d_skip", "spec2d with each block's input concatenated to its output before pooling",
                   "seed-stft", _SEED_KNOBS, 2, _spec2d_skip),
         ModelSpec("dscnn", "edge: depthwise-separable CNN on 40 log-mel bands; --width channels, --depth blocks",
-                  "log-mel", {"width": 96, "depth": 5, "stride": 4, "freq_stride": 4, "dropout": 0.2}, 2, _dscnn),
+                  "log-mel", {"width": 96, "depth": 5, "stride": 4, "freq_stride": 4, "downsample": (),
+                             "dropout": 0.2}, 2, _dscnn),
         ModelSpec("bcresnet", "edge: broadcasted-residual net on 40 log-mel bands; --width channels, --depth blocks",
                   "log-mel", {"width": 32, "depth": 6, "dropout": 0.2}, 2, _bcresnet),
     )
@@ -277,6 +284,14 @@ def resolve_knobs(name: str, knobs: Mapping[str, Any] | None = None) -> dict[str
         out[key] = value
     if "width" in out and not (isinstance(out["width"], (int, float)) and out["width"] > 0):
         raise KwsError(f"--width {out['width']!r}: expected a positive number")
+    if "downsample" in out:
+        blocks = out["downsample"]
+        blocks = (blocks,) if isinstance(blocks, int) else tuple(blocks)
+        depth = out.get("depth", 0)
+        if not all(isinstance(b, int) and not isinstance(b, bool) and 1 <= b <= depth for b in blocks):
+            raise KwsError(f"--downsample {','.join(map(str, blocks))}: expected block numbers "
+                           f"between 1 and --depth {depth}")
+        out["downsample"] = tuple(sorted(set(blocks)))
     if "dropout" in out and not (0.0 <= float(out["dropout"]) < 1.0):
         raise KwsError(f"--dropout {out['dropout']!r}: expected a number in [0, 1)")
     if "width" in out and name in ("conv1d", "conv1d_skip", "spec2d", "spec2d_skip"):

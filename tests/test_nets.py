@@ -166,6 +166,22 @@ def test_edge_model_converts_to_full_int8_tflite(tmp_path):
         assert dtypes <= {"int8", "int32"}, (name, dtypes)
 
 
+def test_dscnn_downsample_blocks_halve_the_grid_and_double_channels():
+    plain = build_model("dscnn", input_shape=(40, 126, 1), n_classes=12, width=16, depth=3, stride=3,
+                        freq_stride=2)
+    down = build_model("dscnn", input_shape=(40, 126, 1), n_classes=12, width=16, depth=3, stride=3,
+                       freq_stride=2, downsample=(2,))
+    assert plain.get_layer("avg_pool").input.shape[1:] == (20, 42, 16)
+    assert down.get_layer("ds1_pw_relu").output.shape[1:] == (20, 42, 16)
+    assert down.get_layer("ds2_pw_relu").output.shape[1:] == (10, 21, 32)
+    assert down.get_layer("avg_pool").input.shape[1:] == (10, 21, 32)
+    # block 2 by hand: depthwise 10*21*9*16, pointwise 10*21*16*32
+    block2 = sum(r["macs"] for r in mac_table(down) if r["layer"].startswith("ds2_"))
+    assert block2 == 10 * 21 * 9 * 16 + 10 * 21 * 16 * 32
+    with pytest.raises(KwsError, match="--downsample 4: expected block numbers between 1 and --depth 3"):
+        resolve_knobs("dscnn", {"depth": 3, "downsample": (4,)})
+
+
 def test_unknown_model_lists_valid_names():
     with pytest.raises(KwsError) as err:
         build_model("resnet9000", input_shape=(40, 126, 1), n_classes=12)

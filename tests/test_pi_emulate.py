@@ -66,6 +66,17 @@ def test_root_inside_the_repository_is_refused(tmp_path):
     assert not (REPO / "cache" / "pi-root").exists()
 
 
+def test_missing_debootstrap_skips_naming_the_host_tools_step(tmp_path):
+    # debootstrap lives in /usr/sbin: a PATH without sbin hides it; KWS_PI_NO_APT=1 (set by _run)
+    # makes the script say what is missing instead of installing it.
+    proc = _run({"PATH": "/usr/bin:/bin", "KWS_PI_ROOT": str(tmp_path / "root")}, "--check")
+    assert proc.returncode == EXIT_SKIP, proc.stdout + proc.stderr
+    if os.geteuid() == 0:
+        assert "SKIPPED at step 'host tools': debootstrap is not installed" in proc.stderr
+    else:
+        assert "SKIPPED at step 'privileges'" in proc.stderr
+
+
 def test_bad_argument_is_a_usage_error():
     proc = _run({}, "--frobnicate")
     assert proc.returncode == 2

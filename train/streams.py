@@ -427,7 +427,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _split_indices(ds, split: str, model_json: str | None) -> tuple[np.ndarray, dict[str, Any]]:
-    from kws.train.data import split_dataset
+    from kws.train.data import SPLIT_METHODS, split_dataset
 
     if split == "all":
         return np.arange(len(ds)), {"split": "all"}
@@ -439,7 +439,9 @@ def _split_indices(ds, split: str, model_json: str | None) -> tuple[np.ndarray, 
         if not isinstance(saved, dict):
             raise DataError(f"--model-json {model_json}: has no 'split' section (expected the JSON of a "
                             "model trained by kws-train)")
-        kwargs = {k: saved[k] for k in ("seed", "val_fraction", "test_fraction", "by") if k in saved}
+        kwargs = {k: saved[k] for k in ("seed", "val_fraction", "test_fraction") if k in saved}
+        if saved.get("by") in SPLIT_METHODS:
+            kwargs["by"] = saved["by"]
     parts = split_dataset(ds, **kwargs)
     chosen = {"test": parts.test, "val": parts.val, "train": parts.train}[split]
     return np.asarray(chosen), {"split": split, "split_settings": kwargs or "defaults", "split_by": parts.by}

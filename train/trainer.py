@@ -50,7 +50,17 @@ OUTPUT_FILES = ("model.keras", "model.json", "history.json", "curves.png", "eval
 CHECKPOINT_TMP = ".model.partial.keras"
 #: Knob flags and the registry knob each sets.
 KNOB_FLAGS = {"width": "width", "depth": "depth", "stride": "stride", "freq_stride": "freq_stride",
-              "dropout": "dropout"}
+              "downsample": "downsample", "dropout": "dropout"}
+
+
+def _block_list(text: str) -> tuple[int, ...]:
+    """``"2"`` or ``"2,4"`` -> (2,) / (2, 4); argparse reports a bad value with the flag's name."""
+    import argparse
+
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected block numbers like 2 or 2,4") from None
 
 
 # ---------------------------------------------------------------------------------------
@@ -77,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--depth", type=int, help="dscnn: depthwise-separable blocks; bcresnet: BC-ResBlocks")
     g.add_argument("--stride", type=int, help="dscnn: time stride of the first convolution")
     g.add_argument("--freq-stride", type=int, help="dscnn: frequency stride of the first convolution")
+    g.add_argument("--downsample", type=_block_list, metavar="I[,J...]",
+                   help="dscnn: 1-based blocks whose depthwise conv has stride 2 and whose pointwise conv "
+                        "doubles the channels (e.g. 2); default none")
     g.add_argument("--dropout", type=float, help="dropout rate before the classifier")
 
     g = p.add_argument_group("front-end (kws.runtime.features)")

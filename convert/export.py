@@ -52,9 +52,20 @@ logger = logging.getLogger(__name__)
 KINDS = ("float32", "dynamic", "int8")
 FILE_NAMES = {kind: f"model_{kind}.tflite" for kind in KINDS}
 
-#: Default ``--input-percentile`` per feature kind (see docs/export.md for the measurements).
-#: 100 = plain min/max calibration of the input tensor.
-DEFAULT_INPUT_PERCENTILE = {"waveform": 100.0, "stft": 100.0}
+#: Default ``--input-percentile`` per front-end (docs/export.md has the measurements that chose
+#: them). 100 = plain min/max calibration of the input tensor.
+DEFAULT_INPUT_PERCENTILE = {"waveform": 100.0, "stft-log": 100.0, "stft-linear": 99.0}
+
+
+def input_kind(config: FeatureConfig) -> str:
+    """``waveform``, ``stft-log`` or ``stft-linear``: the key of :data:`DEFAULT_INPUT_PERCENTILE`."""
+    if config.kind == "waveform":
+        return "waveform"
+    return "stft-log" if config.log else "stft-linear"
+
+
+def default_input_percentile(config: FeatureConfig) -> float:
+    return DEFAULT_INPUT_PERCENTILE[input_kind(config)]
 
 #: Keys of a source model.json that an export replaces.
 _EXPORT_KEYS = ("quantization", "source_model", "sha256", "exported_utc", "parity")
@@ -86,11 +97,10 @@ def _read_features_json(path: Path) -> ModelMeta:
         raise ModelError(f"{path}: expected a JSON object with feature settings")
     if "format" in data:
         return ModelMeta.from_dict(data, source=str(path))
-    features = data.get("features", data)
-    labels = data.get("labels", list(SEED_LABELS))
-    body = {"format": FORMAT, "labels": labels, "features": features,
-            **{k: v for k, v in data.items() if k not in ("features", "labels")
-               and "features" in data}}
+    if "features" in data:  # a model JSON without "format": keep its other keys
+        body = {**data, "format": FORMAT, "labels": data.get("labels", list(SEED_LABELS))}
+    else:  # a bare FeatureConfig dict; the labels are the seed's
+        body = {"format": FORMAT, "labels": list(SEED_LABELS), "features": data}
     return ModelMeta.from_dict(body, source=str(path))
 
 
@@ -318,7 +328,7 @@ def export(source: Source, *, data_path: Path, out_dir: Path, kinds: Sequence[st
     kinds : subset of :data:`KINDS`; "float32" is always exported
     rep_samples : representative clips (int8 only)
     input_percentile : int8 input range from this two-sided percentile of the representative
-        features; None = :data:`DEFAULT_INPUT_PERCENTILE` for the feature kind
+        features; None = :func:`default_input_percentile` of the front-end
     seed : seed of the representative sampling
     threads : interpreter threads for parity
     force : overwrite existing files
@@ -345,8 +355,12 @@ def export(source: Source, *, data_path: Path, out_dir: Path, kinds: Sequence[st
 
     rep = None
     if "int8" in kinds:
-        percentile = (DEFAULT_INPUT_PERCENTILE.get(cfg.kind, 100.0) if input_percentile is None
-                      else float(input_percentile))
+        percentile = default_input_percentile(cfg) if input_percentile is None else float(input_percentile)
+        if input_kind(cfg) == "stft-linear":
+            logger.warning("int8 with linear (not log) %s magnitudes: most of the input's int8 steps go "
+                           "to the loudest bins and quiet detail rounds to zero (docs/export.md measured "
+                           "it); train with log compression (kws-train --log) for int8",
+                           "mel" if cfg.mel_bands else "STFT")
         rep = build_representative_set(ds.audio, y, split.train, label_names=meta.labels, config=cfg,
                                        n_samples=rep_samples, seed=seed, input_percentile=percentile)
 

@@ -365,3 +365,20 @@ def test_exports_kws_train_output(tmp_path, gen_npz, capsys):
     train_meta = json.loads((run / "model.json").read_text())
     assert meta["architecture"] == train_meta["architecture"]
     assert meta["features"] == train_meta["features"]
+
+
+def test_linear_spectrogram_int8_warns_and_clips_input(tmp_path, gen_npz, capsys):
+    """Linear magnitudes: a warning recommending log, and the 99th-percentile input range."""
+    import keras
+
+    linear = FeatureConfig(kind="stft", n_fft=256, hop_samples=128, mel_bands=16, log=False)
+    keras.utils.set_random_seed(0)
+    run = _write_run(tmp_path / "lin", _tiny_model(linear.input_shape), linear)
+    out = tmp_path / "m"
+    assert main(["--model", str(run), "--data", str(gen_npz), "--int8", "--rep-samples", "24",
+                 "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"WARNING .*int8 with linear \(not log\) mel magnitudes.*kws-train --log", err)
+    rep = json.loads((out / "model_int8.json").read_text())["quantization"]["representative"]
+    assert rep["input_percentile"] == 99.0
+    assert rep["input_clip"][1] < rep["raw_range"][1]

@@ -108,7 +108,7 @@ def test_float_tflite_matches_keras_logits(exported):
     test_idx = split_dataset(ds, **TINY_SPLIT).test
     audio = ds.audio(test_idx)
     keras_model = keras.models.load_model(exported["model_dir"] / "model.keras", compile=False)
-    ref = np.asarray(keras_model(compute_features(audio, TINY_FEATURES), training=False))
+    ref = keras.ops.convert_to_numpy(keras_model(compute_features(audio, TINY_FEATURES), training=False))
     got = KwsModel(exported["out"] / "model_float32.tflite").logits(audio)
     assert got.shape == ref.shape == (len(test_idx), len(SEED_LABELS))
     np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)

@@ -2,6 +2,7 @@
 
 Usage::
 
+    python convert/export.py --int8       # newest runs/*/ of kws-train, its npz -> models/
     python convert/export.py --model runs/dscnn --data data.npz --int8          # -> models/
     kws-export --keras m.keras --features m.json --data data.npz --int8 --dynamic --out out/
 
@@ -135,6 +136,19 @@ def check_model_fits(model, meta: ModelMeta, *, name: str = "model") -> None:
     if out_shape is not None and out_shape[-1] != len(meta.labels):
         raise ModelError(f"{name}: outputs {out_shape[-1]} classes, but its JSON lists "
                          f"{len(meta.labels)} labels")
+
+
+#: Where kws-train writes by default (``runs/MODEL``); searched when no source model is given.
+RUNS_DIR = Path("runs")
+
+
+def latest_run(runs_dir: Path = RUNS_DIR) -> Path:
+    """The kws-train folder under ``runs_dir`` with the newest ``model.keras`` (and a model.json)."""
+    found = [p.parent for p in runs_dir.glob("*/model.keras") if (p.parent / "model.json").is_file()]
+    if not found:
+        raise KwsError(f"give --model DIR (kws-train output), or --keras FILE.keras with --features "
+                       f"FILE.json (no kws-train output with model.keras and model.json under {runs_dir}/)")
+    return max(found, key=lambda d: (d / "model.keras").stat().st_mtime)
 
 
 def load_source(*, model_dir: Path | None = None, keras_path: Path | None = None,
@@ -433,7 +447,8 @@ def _main(argv: Sequence[str] | None) -> int:
                     "the test split.")
     src = parser.add_argument_group("source model")
     src.add_argument("--model", type=Path, metavar="DIR",
-                     help="kws-train output folder (model.keras + model.json)")
+                     help="kws-train output folder (model.keras + model.json); default: the one under "
+                          "runs/ with the newest model.keras")
     src.add_argument("--keras", type=Path, metavar="FILE.keras", help="a Keras model file ...")
     src.add_argument("--features", type=Path, metavar="FILE.json",
                      help="... with its model JSON or feature-settings JSON")
@@ -463,6 +478,9 @@ def _main(argv: Sequence[str] | None) -> int:
 
     if args.model is not None and (args.keras is not None or args.features is not None):
         raise KwsError("give either --model DIR or --keras FILE with --features FILE, not both")
+    if args.model is None and args.keras is None and args.features is None:
+        args.model = latest_run()
+        print(f"exporting the newest kws-train output: {args.model} (--model DIR to choose)")
     if args.rep_samples < 1:
         raise KwsError(f"--rep-samples {args.rep_samples}: expected a positive number of clips")
     if args.input_percentile is not None and not 50 < args.input_percentile <= 100:

@@ -325,20 +325,30 @@ def test_window_mismatch_is_refused(tmp_path, run_dir, capsys):
     assert "clips of 16000 samples" in err and "expects windows of 8000 samples" in err
 
 
-def test_bad_source_arguments(tmp_path, gen_npz, capsys):
-    assert main(["--data", str(gen_npz)]) == 2
+def test_bad_source_arguments(tmp_path, run_dir, gen_npz, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no runs/ here
+    out = ["--out", str(tmp_path / "m")]
+    assert main(["--data", str(gen_npz), *out]) == 2
     assert "give --model DIR" in capsys.readouterr().err
-    assert main(["--model", str(tmp_path / "nope"), "--data", str(gen_npz)]) == 2
+    assert main(["--model", str(run_dir), "--keras", str(run_dir / "model.keras"), *out]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["--model", str(tmp_path / "nope"), "--data", str(gen_npz), *out]) == 2
     assert "not a directory" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    assert main(["--model", str(tmp_path / "empty"), "--data", str(gen_npz)]) == 2
+    assert main(["--model", str(tmp_path / "empty"), "--data", str(gen_npz), *out]) == 2
     assert "model JSON not found" in capsys.readouterr().err
+    assert main(["--model", str(run_dir), "--rep-samples", "0", *out]) == 2
+    assert "--rep-samples 0: expected a positive number" in capsys.readouterr().err
+    assert main(["--model", str(run_dir), "--input-percentile", "40", *out]) == 2
+    assert "--input-percentile 40.0: expected a number in (50, 100]" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
 
 
 def test_model_json_mismatch_is_refused(tmp_path, run_dir, gen_npz, capsys):
     bad = tmp_path / "features.json"
     bad.write_text(json.dumps(FeatureConfig(kind="stft", mel_bands=20, log=True).to_dict()))
-    rc = main(["--keras", str(run_dir / "model.keras"), "--features", str(bad), "--data", str(gen_npz)])
+    rc = main(["--keras", str(run_dir / "model.keras"), "--features", str(bad), "--data", str(gen_npz),
+               "--out", str(tmp_path / "m")])
     err = capsys.readouterr().err
     assert rc == 2 and "takes input (16, 63, 1), but its feature JSON gives (20, 126, 1)" in err
 
@@ -382,3 +392,23 @@ def test_linear_spectrogram_int8_warns_and_clips_input(tmp_path, gen_npz, capsys
     rep = json.loads((out / "model_int8.json").read_text())["quantization"]["representative"]
     assert rep["input_percentile"] == 99.0
     assert rep["input_clip"][1] < rep["raw_range"][1]
+
+
+def test_defaults_to_newest_kws_train_run(tmp_path, run_dir, gen_npz, monkeypatch, capsys):
+    """`python convert/export.py --int8` alone: newest runs/*/ and the npz its model.json names."""
+    import shutil
+    import time
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["--out", "m"]) == 2
+    assert "no kws-train output with model.keras and model.json under runs/" in capsys.readouterr().err
+    for name in ("old", "new"):
+        shutil.copytree(run_dir, tmp_path / "runs" / name)
+        meta = ModelMeta.load(tmp_path / "runs" / name / "model.json")
+        meta.replace(data={"path": str(gen_npz)}, architecture={"name": name}).save(
+            tmp_path / "runs" / name / "model.json")
+        time.sleep(0.05)
+        os.utime(tmp_path / "runs" / name / "model.keras")
+    assert main(["--out", "m", "-q"]) == 0
+    assert "exporting the newest kws-train output: runs/new" in capsys.readouterr().out
+    assert json.loads((tmp_path / "m" / "model_float32.json").read_text())["architecture"] == {"name": "new"}

@@ -130,7 +130,12 @@ def test_quickstart_without_tts_uses_the_committed_stream(tmp_path, capsys, monk
 
 @pytest.mark.slow
 @needs_espeak
-def test_quickstart_default_run(tmp_path, capsys):
+def test_quickstart_default_sizes_few_epochs(tmp_path, capsys):
+    """The default data and model sizes (1,440 TTS clips, dscnn 32x2, 200 bench windows), 4 epochs."""
     out = tmp_path / "qs"
-    assert qs.main(["--out", str(out), "--no-seed-data"]) == 0
-    _check_summary(out, capsys.readouterr().out, source="tts")
+    assert qs.main(["--out", str(out), "--no-seed-data", "--epochs", "4"]) == 0
+    summary = _check_summary(out, capsys.readouterr().out, source="tts")
+    d = qs.PRESETS["default"]
+    assert summary["steps"]["data"]["n_clips"] == d.tts_clips_per_label * len(SEED_LABELS)
+    assert summary["steps"]["train"]["parameters"] == 6220
+    assert summary["steps"]["train"]["test_accuracy"] > 2 / len(SEED_LABELS)  # learning, well above chance

@@ -101,18 +101,28 @@ def _check_summary(out: Path, stdout: str, *, source: str) -> dict:
 
 
 @needs_espeak
-def test_quickstart_end_to_end_quick(tmp_path, capsys):
+def test_quickstart_end_to_end_quick(tmp_path, capsys, monkeypatch):
     out = tmp_path / "qs"
     assert qs.main(["--quick", "--out", str(out), "--no-seed-data"]) == 0
     stdout = capsys.readouterr().out
     summary = _check_summary(out, stdout, source="tts")
     assert summary["steps"]["data"]["stream"].startswith(str(out))  # a fresh stream with held-out voices
     assert "detections of the quickstart's int8 model" in stdout
-    # A second run into the same folder needs --force, then replaces it.
-    assert qs.main(["--quick", "--out", str(out), "--no-seed-data"]) == 2
     shipped = REPO / "models" / "model_int8.tflite"
-    if shipped.is_file():
-        assert "shipped" in summary["steps"]["listen"]
+    assert ("shipped" in summary["steps"]["listen"]) == shipped.is_file()
+    # A second run into the same folder needs --force, then replaces it. Here the first run's int8
+    # model stands in for the shipped default model, which then runs on the demo stream too.
+    assert qs.main(["--quick", "--out", str(out), "--no-seed-data"]) == 2
+    stand_in = tmp_path / "shipped"
+    stand_in.mkdir()
+    for name in ("model_int8.tflite", "model_int8.json"):
+        shutil.copy(out / "export" / name, stand_in / name)
+    monkeypatch.setattr("kws.runtime.model.default_model_path", lambda: stand_in / "model_int8.tflite")
+    assert qs.main(["--quick", "--out", str(out), "--no-seed-data", "--force", "--seed", "1"]) == 0
+    stdout = capsys.readouterr().out
+    again = json.loads((out / "summary.json").read_text())
+    assert again["seed"] == 1 and again["steps"]["listen"]["shipped"]["model"] == str(stand_in / "model_int8.tflite")
+    assert "detections of the shipped default model" in stdout and "shipped model:" in stdout
 
 
 @pytest.mark.slow

@@ -270,7 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="tiny sizes, one epoch, few bench windows (tests)")
     p.add_argument("--epochs", type=int, help="training epochs (default 24 on generated data, 12 on an npz; --quick 1)")
     p.add_argument("--clips-per-label", type=int,
-                   help="generated clips per label, or the per-label sample of an npz (0: all of it)")
+                   help="generated clips per label (default 120 TTS / 60 tones), or the per-label sample of "
+                        "an npz (default 200; 0: all of it)")
     p.add_argument("--seed", type=int, default=0, help="random seed for data, training and sampling (default 0)")
     p.add_argument("-v", "--verbose", action="count", default=0)
     p.add_argument("-q", "--quiet", action="store_true")
@@ -306,7 +307,9 @@ def _main(argv: Sequence[str] | None) -> int:
         if args.clips_per_label < 0:
             raise KwsError(f"--clips-per-label {args.clips_per_label}: expected 0 (all) or more")
         n = args.clips_per_label
-        overrides.update(npz_clips_per_label=n, tts_clips_per_label=max(n, 2), synth_clips_per_label=max(n, 2))
+        overrides["npz_clips_per_label"] = n
+        if n:
+            overrides.update(tts_clips_per_label=n, synth_clips_per_label=n)
     from dataclasses import replace
 
     preset = replace(base, **overrides)

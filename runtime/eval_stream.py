@@ -37,7 +37,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
-from kws.runtime.cli import configure_logging, run_main
+from kws.runtime.cli import add_detection_arguments, configure_logging, run_main
 from kws.runtime.detector import Detection, Detector, DetectorConfig
 from kws.runtime.errors import EXIT_FAILURE, EXIT_OK, DataError, KwsError
 from kws.runtime.interpreter import BACKENDS
@@ -79,13 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a stream from kws-data stream; repeat to pool several")
     data.add_argument("--truth", action="append", metavar="TRUTH.json",
                       help="its truth file, one per --wav in the same order (default: STREAM.json beside it)")
-    det = parser.add_argument_group("detection (defaults from the model's JSON, as kws-listen)")
-    det.add_argument("--hop-ms", type=float, default=250.0, metavar="MS",
-                     help="time between scored windows (default 250)")
-    det.add_argument("--threshold", type=float, metavar="P", help="operating threshold, 0..1")
-    det.add_argument("--smoothing", type=int, metavar="K", help="average the last K windows")
-    det.add_argument("--refractory-ms", type=float, metavar="MS", help="nothing fires this long after a detection")
-    det.add_argument("--min-count", type=int, metavar="N", help="consecutive windows above the threshold needed")
+    add_detection_arguments(parser, title="detection (defaults from the model's JSON, as kws-listen)")
     score = parser.add_argument_group("scoring")
     score.add_argument("--tolerance-s", type=float, default=DEFAULT_TOLERANCE_S, metavar="S",
                        help=f"slack on both sides of each keyword's interval (default {DEFAULT_TOLERANCE_S})")

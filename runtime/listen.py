@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from kws.runtime.cli import configure_logging, run_main
+from kws.runtime.cli import add_detection_arguments, configure_logging, run_main
 from kws.runtime.detector import Detection, DetectorConfig
 from kws.runtime.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, KwsError
 from kws.runtime.interpreter import BACKENDS
@@ -55,15 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--threads", type=int, metavar="N", help="interpreter threads (default: backend's)")
     model.add_argument("--backend", choices=("auto", *BACKENDS), default="auto",
                        help="TFLite interpreter (default auto: ai-edge-litert, tflite-runtime, tensorflow)")
-    det = parser.add_argument_group("detection (defaults from the model's JSON)")
-    det.add_argument("--hop-ms", type=float, default=250.0, metavar="MS",
-                     help="time between scored 1 s windows (default 250)")
-    det.add_argument("--threshold", type=float, metavar="P", help="smoothed posterior needed, 0..1")
-    det.add_argument("--smoothing", type=int, metavar="K", help="average the last K windows")
-    det.add_argument("--refractory-ms", type=float, metavar="MS",
-                     help="after a detection nothing fires for this long")
-    det.add_argument("--min-count", type=int, metavar="N",
-                     help="consecutive windows above the threshold needed")
+    det = add_detection_arguments(parser, title="detection (defaults from the model's JSON)")
     det.add_argument("--keywords", nargs="+", metavar="WORD",
                      help="only these keywords fire (space or comma separated)")
     src = parser.add_argument_group("audio source (default: the microphone)")

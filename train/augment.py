@@ -151,31 +151,14 @@ class NoiseBank:
 
     @classmethod
     def from_dir(cls, folder: str | Path, *, sample_rate_hz: int) -> "NoiseBank":
-        """Every ``*.wav`` under ``folder`` (recursively), mono, resampled to ``sample_rate_hz``.
+        """Every ``*.wav`` under ``folder`` (see :func:`read_noise_wavs`).
 
         Raises
         ------
         DataError
             The folder does not exist, holds no wavs, or a wav cannot be read.
         """
-        from kws.runtime.audio_io import read_wav, to_mono
-        from kws.runtime.resample import resample
-
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise DataError(f"--noise-dir {folder}: not a directory (expected a folder of noise .wav files)")
-        paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() == ".wav" and p.is_file())
-        if not paths:
-            raise DataError(f"--noise-dir {folder}: no .wav files in it")
-        recordings = []
-        for path in paths:
-            audio, rate = read_wav(path)
-            mono = to_mono(audio)
-            if rate != sample_rate_hz:
-                mono = resample(mono, rate, sample_rate_hz)
-            if len(mono) == 0:
-                continue
-            recordings.append(np.asarray(mono, dtype=np.float32))
+        recordings = read_noise_wavs(folder, sample_rate_hz=sample_rate_hz)
         logger.info("noise: %d recordings, %.1f s from %s", len(recordings),
                     sum(len(r) for r in recordings) / sample_rate_hz, folder)
         return cls(recordings=recordings, source=str(folder))
@@ -389,3 +372,38 @@ def class_weights(counts: np.ndarray, power: float) -> np.ndarray:
     w = np.where(counts > 0, np.power(np.maximum(counts, 1.0), -power), 0.0)
     total = (w * counts).sum()
     return (w * counts.sum() / total).astype(np.float32) if total > 0 else np.ones_like(w, dtype=np.float32)
+
+
+def read_noise_wavs(folder: str | Path, *, sample_rate_hz: int) -> list[np.ndarray]:
+    """Every ``*.wav`` under ``folder`` (recursively, any case of the suffix) as mono float32 at
+    ``sample_rate_hz`` (resampled where needed); empty files are skipped.
+
+    Used for ``--noise-dir`` by kws-train (:meth:`NoiseBank.from_dir`) and ``kws-data stream``.
+
+    Returns
+    -------
+    list of np.ndarray, float32, shape (n_samples,) each
+
+    Raises
+    ------
+    DataError
+        The folder does not exist, holds no wavs, or a wav cannot be read.
+    """
+    from kws.runtime.audio_io import read_wav, to_mono
+    from kws.runtime.resample import resample
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"--noise-dir {folder}: not a folder of noise .wav files (not a directory)")
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() == ".wav" and p.is_file())
+    if not paths:
+        raise DataError(f"--noise-dir {folder}: no .wav files in it")
+    recordings = []
+    for path in paths:
+        audio, rate = read_wav(path)
+        mono = to_mono(audio)
+        if rate != sample_rate_hz:
+            mono = resample(mono, rate, sample_rate_hz)
+        if len(mono):
+            recordings.append(np.asarray(mono, dtype=np.float32))
+    return recordings

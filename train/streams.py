@@ -229,25 +229,6 @@ class _Pool:
         return int(self.order.pop())
 
 
-def read_noise_dir(path: str | Path, sample_rate_hz: int) -> list[np.ndarray]:
-    """Every ``*.wav`` under ``path`` (recursively), mono, resampled to ``sample_rate_hz``."""
-    from kws.runtime.audio_io import read_wav, to_mono
-    from kws.runtime.resample import resample
-
-    path = Path(path)
-    if not path.is_dir():
-        raise DataError(f"--noise-dir {path}: not a folder (expected a folder of .wav noise files)")
-    files = sorted(path.rglob("*.wav"))
-    if not files:
-        raise DataError(f"--noise-dir {path}: no .wav files in it")
-    sources = []
-    for file in files:
-        audio, rate = read_wav(file)
-        mono = to_mono(audio)
-        sources.append(mono if rate == sample_rate_hz else resample(mono, rate, sample_rate_hz))
-    return sources
-
-
 def build_stream(ds, indices: np.ndarray, settings: StreamSettings, *, noise: Sequence[np.ndarray] | None = None,
                  progress: bool = True, describe: dict[str, Any] | None = None) -> Stream:
     """Build one stream from the clips ``indices`` of ``ds`` (a :class:`kws.train.data.Dataset`).
@@ -475,6 +456,7 @@ def _write(stream: Stream, out: Path, truth_path: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``kws-data stream`` with parsed ``args``; raises :class:`KwsError` on bad input."""
+    from kws.train.augment import read_noise_wavs
     from kws.train.data import load_npz
 
     out = Path(args.out)
@@ -492,7 +474,7 @@ def run(args: argparse.Namespace) -> int:
     indices, split_info = _split_indices(ds, args.split, getattr(args, "model_json", None))
     noise = None
     if args.noise_dir:
-        noise = read_noise_dir(args.noise_dir, ds.sample_rate_hz)
+        noise = read_noise_wavs(args.noise_dir, sample_rate_hz=ds.sample_rate_hz)
     describe = {"data": str(args.data), **split_info, "clips_in_split": int(len(indices)),
                 "noise": str(args.noise_dir) if args.noise_dir else "silence clips",
                 "model_json": getattr(args, "model_json", None)}

@@ -19,7 +19,7 @@ import importlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -60,10 +60,6 @@ def _import_backend(name: str):
     except ImportError:
         return None
     return getattr(module, "Interpreter", None)
-
-
-def available_backends() -> list[str]:
-    return [name for name in BACKENDS if _import_backend(name) is not None]
 
 
 class TfliteModel:
@@ -221,8 +217,3 @@ def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     z = z - z.max(axis=axis, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=axis, keepdims=True)
-
-
-def describe_backends(names: Sequence[str] | None = None) -> str:
-    names = names or available_backends()
-    return ", ".join(names) if names else "none"

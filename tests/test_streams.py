@@ -14,7 +14,7 @@ from kws.runtime.labels import KEYWORDS, UNKNOWN
 from kws.runtime.scoring import load_truth
 from kws.train import streams
 from kws.train.data import load_npz, split_dataset
-from kws.train.streams import PAD_S, StreamSettings, build_stream, speech_bounds
+from kws.train.streams import PAD_S, SPEECH_LEVEL_DBFS, StreamSettings, build_stream, speech_bounds
 
 SR = 8000
 
@@ -66,7 +66,8 @@ def test_stream_layout_and_truth_match_the_audio(ds, tmp_path):
     words = _words(truth)
     for prev, nxt in zip(words, words[1:]):  # never overlapping: at least the minimum gap apart
         assert nxt["start_s"] - prev["end_s"] >= 1.5 - 1e-3
-    # Each truth span holds exactly its clip's speech (no noise added, gain 1 unless clipping).
+    # Each truth span holds exactly its clip's speech times its level gain (no noise added;
+    # the stream gain is 1 unless clipping).
     gain = truth["settings"]["gain"]
     covered = np.zeros(len(stream.audio), bool)
     for e in words:
@@ -75,10 +76,40 @@ def test_stream_layout_and_truth_match_the_audio(ds, tmp_path):
         s, end = speech_bounds(clip)
         a = int(round(e["start_s"] * SR))
         assert int(round(e["end_s"] * SR)) - a == end - s
-        np.testing.assert_allclose(stream.audio[a + 80:a + (end - s) - 80], gain * clip[s + 80:end - 80], atol=1e-6)
+        np.testing.assert_allclose(stream.audio[a + 80:a + (end - s) - 80],
+                                   gain * e["level_gain"] * clip[s + 80:end - 80], atol=1e-5)
         pad = int(PAD_S * SR)
         covered[max(0, a - pad):a + (end - s) + pad] = True
     assert np.all(stream.audio[~covered] == 0.0)  # nothing outside the placed words
+
+
+def _word_levels_db(ds, stream):
+    """Speech-span level (dBFS) of every placed word, as it sits in the stream."""
+    gain = stream.truth["settings"]["gain"]
+    levels = []
+    for e in _words(stream.truth):
+        a, b = int(round(e["start_s"] * SR)), int(round(e["end_s"] * SR))
+        levels.append(10 * np.log10(np.mean(np.square(stream.audio[a:b] / gain, dtype=np.float64))))
+    return np.array(levels)
+
+
+def test_word_levels_are_evened_out_within_the_spread(ds):
+    idx = np.arange(len(ds))
+    flat = build_stream(ds, idx, StreamSettings(minutes=1.0, snr_db=float("inf"), seed=2, level_spread_db=0.0),
+                        progress=False)
+    np.testing.assert_allclose(_word_levels_db(ds, flat), SPEECH_LEVEL_DBFS, atol=0.3)
+    spread = build_stream(ds, idx, StreamSettings(minutes=1.0, snr_db=float("inf"), seed=2, level_spread_db=12.0),
+                          progress=False)
+    levels = _word_levels_db(ds, spread)
+    assert np.all(np.abs(levels - SPEECH_LEVEL_DBFS) <= 6.0 + 0.3)
+    assert levels.std() > 2.0  # really spread, not all at one level
+
+
+def test_keep_levels_places_clips_as_recorded(ds):
+    stream = build_stream(ds, np.arange(len(ds)),
+                          StreamSettings(minutes=1.0, snr_db=float("inf"), seed=2, level_spread_db=None),
+                          progress=False)
+    assert {e["level_gain"] for e in _words(stream.truth)} == {1.0}
 
 
 def test_negatives_only_has_no_keywords(ds):
@@ -175,6 +206,7 @@ def test_registered_in_kws_data(synth_npz, tmp_path):
     (["--gap-s", "3", "1"], "--gap-s 3.0 1.0: expected 0 <= MIN <= MAX seconds"),
     (["--unknown-rate", "-1"], "--unknown-rate -1.0: expected a number >= 0"),
     (["--snr-db", "nan"], "--snr-db nan: expected a number of dB"),
+    (["--level-spread-db", "-3"], "--level-spread-db -3.0: expected a number of dB in [0, 40]"),
     (["--out", "stream.mp3"], "--out stream.mp3: expected a .wav path"),
     (["--pair", "--negatives-only"], "--pair and --negatives-only: pick one"),
     (["--noise-dir", "/nonexistent/noise"], "--noise-dir /nonexistent/noise: not a folder"),

@@ -6,12 +6,20 @@ hears its own training speakers):
 * keyword clips, each trimmed to its speech (energy-based), at known times;
 * unknown words between them (``unknown_rate`` per keyword on average, Poisson);
 * random gaps of ``gap_s = (min, max)`` seconds (uniform) between any two words;
+* each word brought to a common speech level, then given a random gain uniform in
+  ``±level_spread_db / 2`` (talkers at different loudness in front of one microphone);
 * background noise under everything at a chosen SNR: the split's ``silence`` clips (or the
   wavs of a noise folder) stitched with short cross-fades.
 
 SNR: ``10 log10(P_speech / P_noise)``, where ``P_speech`` is the mean over the placed words
 (keyword and unknown) of each word's power over its speech span, and ``P_noise`` the power of
 the added noise. ``--snr-db inf`` adds no noise (the clips keep their own background).
+
+Why levels are evened out: the recording levels of crowd-sourced clips (Speech Commands) span
+about 25 dB between the 5th and 95th percentile, because every volunteer's device had its own
+gain. Left as they are (``--keep-levels``), a "10 dB" stream puts its median keyword at about
+2 dB SNR and a quarter of them below -3 dB: a far harsher test than its name says. A deployed
+microphone has one gain; what varies is the talker, which ``level_spread_db`` models.
 
 The truth JSON (``format`` = ``kws-stream-truth/1``, read by :func:`kws.runtime.scoring.load_truth`)::
 
@@ -52,6 +60,9 @@ BRIDGE_MS = 200.0
 #: Kept around the speech span of each word (s), faded in/out over FADE_MS.
 PAD_S = 0.08
 FADE_MS = 10.0
+#: Speech level every word is brought to (speech-span RMS, dB full scale) before its random
+#: gain; leaves headroom for the peaks of the loudest words.
+SPEECH_LEVEL_DBFS = -26.0
 #: Noise pieces quieter than this RMS (digital silence) are not used as noise.
 MIN_NOISE_RMS = 1e-4
 SPLITS = ("test", "val", "train", "all")
@@ -70,6 +81,9 @@ class StreamSettings:
     seed : int             all random choices (clip order, gaps, noise) follow from it
     gap_s : (min, max)     silence between words, seconds, uniform
     unknown_rate : float   mean number of unknown words between two keywords (Poisson)
+    level_spread_db : float or None
+                           each word's speech level is SPEECH_LEVEL_DBFS plus a uniform random
+                           gain in ``±level_spread_db / 2`` dB; None keeps the clips' own levels
     """
 
     minutes: float
@@ -78,6 +92,7 @@ class StreamSettings:
     seed: int = 0
     gap_s: tuple[float, float] = (1.5, 4.0)
     unknown_rate: float = 1.0
+    level_spread_db: float | None = 10.0
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.minutes) and 0 < self.minutes <= MAX_MINUTES):
@@ -89,6 +104,9 @@ class StreamSettings:
             raise DataError(f"--gap-s {lo} {hi}: expected 0 <= MIN <= MAX seconds")
         if not (math.isfinite(self.unknown_rate) and self.unknown_rate >= 0):
             raise DataError(f"--unknown-rate {self.unknown_rate}: expected a number >= 0")
+        spread = self.level_spread_db
+        if spread is not None and not (math.isfinite(spread) and 0 <= spread <= 40):
+            raise DataError(f"--level-spread-db {spread}: expected a number of dB in [0, 40]")
 
 
 @dataclass(frozen=True)
@@ -290,13 +308,20 @@ def build_stream(ds, indices: np.ndarray, settings: StreamSettings, *, noise: Se
         segment = _fade(clip[seg_start:seg_end], n_fade)
         if cursor + len(segment) > n_total:
             return n_total, None
-        speech[cursor:cursor + len(segment)] += segment
-        word_powers.append(float(np.mean(np.square(clip[s:e], dtype=np.float64))))
+        power = float(np.mean(np.square(clip[s:e], dtype=np.float64)))
+        level_gain = 1.0
+        if settings.level_spread_db is not None:
+            half = settings.level_spread_db / 2
+            target_db = SPEECH_LEVEL_DBFS + float(rng.uniform(-half, half))
+            level_gain = math.sqrt(10 ** (target_db / 10) / max(power, 1e-12))
+            power *= level_gain ** 2
+        speech[cursor:cursor + len(segment)] += np.float32(level_gain) * segment
+        word_powers.append(power)
         start = cursor + (s - seg_start)
         event = {"label": str(ds.label_names[ds.labels[idx]]),
                  "start_s": round(start / sr, 4), "end_s": round((start + e - s) / sr, 4),
                  "speaker": None if ds.speaker is None else str(ds.speaker[idx]),
-                 "clip_index": int(idx)}
+                 "clip_index": int(idx), "level_gain": round(level_gain, 6)}
         return cursor + len(segment), event
 
     cursor = gap()
@@ -388,6 +413,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--snr-db", type=float, default=10.0,
                         help="speech-to-noise ratio of the added background noise in dB "
                              "(default 10; 'inf' adds none)")
+    parser.add_argument("--level-spread-db", type=float, default=10.0, metavar="DB",
+                        help="bring every word to one speech level, then vary it uniformly by "
+                             "±DB/2 (default 10: talkers of different loudness)")
+    parser.add_argument("--keep-levels", action="store_true",
+                        help="keep each clip's own recording level instead (crowd-sourced clips "
+                             "span ~25 dB: a much harsher, less realistic test)")
     parser.add_argument("--noise-dir", metavar="DIR",
                         help="folder of .wav noise recordings (default: the split's silence clips)")
     parser.add_argument("--negatives-only", action="store_true",
@@ -466,7 +497,8 @@ def run(args: argparse.Namespace) -> int:
     if truth_path.resolve() == out.resolve():
         raise DataError(f"--truth {truth_path}: must differ from --out")
     settings = StreamSettings(minutes=args.minutes, snr_db=args.snr_db, negatives_only=args.negatives_only,
-                              seed=args.seed, gap_s=tuple(args.gap_s), unknown_rate=args.unknown_rate)
+                              seed=args.seed, gap_s=tuple(args.gap_s), unknown_rate=args.unknown_rate,
+                              level_spread_db=None if args.keep_levels else args.level_spread_db)
     if args.pair and args.negatives_only:
         raise KwsError("--pair and --negatives-only: pick one (--pair writes a keyword stream and a "
                        "negatives-only stream)")

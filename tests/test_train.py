@@ -57,6 +57,27 @@ def test_time_shift_moves_and_zero_fills():
     assert len(set(shifts)) > 3 and min(shifts) < 0 < max(shifts)
 
 
+def test_time_shift_keeping_speech_never_cuts_the_word():
+    from kws.train.streams import speech_bounds
+
+    sr = 8000
+    rng = np.random.default_rng(3)
+    rows = np.zeros((40, sr), dtype=np.float32)
+    t = np.arange(1600) / sr
+    for i, start in enumerate(rng.integers(200, sr - 1800, len(rows))):  # a 0.2 s "word" anywhere
+        rows[i, start:start + 1600] = 0.5 * np.sin(2 * np.pi * 440 * t)
+    rows[-1] = 0.0  # a silent row still shifts, freely
+    free = aug.time_shift(rows, 4000, _rng())
+    kept = aug.time_shift(rows, 4000, _rng(), keep_speech=True, sample_rate_hz=sr)
+    full = [np.sum(r ** 2) for r in rows[:-1]]
+    cut_free = sum(np.sum(f ** 2) < 0.99 * e for f, e in zip(free[:-1], full))
+    assert cut_free > 5  # ±0.5 s blind shifts cut many of these words ...
+    for k, e in zip(kept[:-1], full):  # ... keeping speech cuts none
+        assert np.sum(k ** 2) == pytest.approx(e, rel=1e-5)
+    moved = [speech_bounds(k)[0] - speech_bounds(r)[0] for k, r in zip(kept[:-1], rows[:-1])]
+    assert np.ptp(moved) > 2000  # and still moves them far
+
+
 def test_mix_noise_hits_the_requested_snr():
     rng = _rng(1)
     sig = (0.3 * np.sin(np.arange(8000) * 0.05)).astype(np.float32)[None].repeat(4, 0)

@@ -47,6 +47,11 @@ class AugmentConfig:
     ----------
     time_shift_ms : float
         Largest shift either way, in milliseconds (0 = off).
+    shift_keeps_speech : bool
+        Draw each clip's shift only among those that keep its speech span (found as
+        ``kws-data stream`` finds it) inside the window, so that a long shift moves the word to
+        wherever a sliding window may see it without cutting it (a cut keyword would still be
+        labelled as the keyword). Clips with no speech span shift freely.
     noise_prob : float
         Probability that a clip gets background noise (0 = off).
     snr_db : (float, float)
@@ -65,6 +70,7 @@ class AugmentConfig:
     """
 
     time_shift_ms: float = 100.0
+    shift_keeps_speech: bool = False
     noise_prob: float = 0.8
     snr_db: tuple[float, float] = (5.0, 20.0)
     gain_db: float = 6.0
@@ -190,12 +196,16 @@ def _rms(x: np.ndarray) -> np.ndarray:
     return np.sqrt(np.mean(np.square(x, dtype=np.float64), axis=-1))
 
 
-def time_shift(audio: np.ndarray, max_shift_samples: int, rng: np.random.Generator) -> np.ndarray:
+def time_shift(audio: np.ndarray, max_shift_samples: int, rng: np.random.Generator, *,
+               keep_speech: bool = False, sample_rate_hz: int = 8000) -> np.ndarray:
     """Shift every row by a uniform random offset in ``[-max, max]`` samples, zero-filled.
 
     Parameters
     ----------
     audio : float32 (batch, n_samples)
+    keep_speech : bool
+        Narrow each row's range to the shifts that keep its speech span
+        (:func:`kws.train.streams.speech_bounds`) inside the row; rows without one use the full range.
 
     Returns
     -------
@@ -203,7 +213,17 @@ def time_shift(audio: np.ndarray, max_shift_samples: int, rng: np.random.Generat
     """
     out = np.zeros_like(audio)
     n = audio.shape[-1]
-    shifts = rng.integers(-max_shift_samples, max_shift_samples + 1, audio.shape[0])
+    lo = np.full(audio.shape[0], -max_shift_samples)
+    hi = np.full(audio.shape[0], max_shift_samples)
+    if keep_speech:
+        from kws.train.streams import speech_bounds
+
+        for row in range(audio.shape[0]):
+            bounds = speech_bounds(audio[row], sample_rate_hz=sample_rate_hz)
+            if bounds is not None:
+                lo[row] = max(lo[row], -bounds[0])
+                hi[row] = min(hi[row], n - bounds[1])
+    shifts = rng.integers(lo, hi + 1)
     for row, s in enumerate(shifts):
         s = int(np.clip(s, -n, n))
         if s >= 0:
@@ -302,7 +322,8 @@ class Augmenter:
         cfg = self.config
         out = np.asarray(audio, dtype=np.float32)
         if cfg.time_shift_ms > 0:
-            out = time_shift(out, int(round(cfg.time_shift_ms * self.sample_rate_hz / 1000.0)), rng)
+            out = time_shift(out, int(round(cfg.time_shift_ms * self.sample_rate_hz / 1000.0)), rng,
+                             keep_speech=cfg.shift_keeps_speech, sample_rate_hz=self.sample_rate_hz)
         if cfg.noise_prob > 0 and self.noise is not None:
             chosen = np.flatnonzero(rng.random(len(out)) < cfg.noise_prob)
             if len(chosen):

@@ -121,6 +121,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--no-augment", action="store_true", help="switch ALL augmentation and balancing off")
     g.add_argument("--no-time-shift", action="store_true", help="no time shift")
     g.add_argument("--time-shift-ms", type=float, default=100.0, help="largest time shift either way (ms)")
+    g.add_argument("--shift-keeps-speech", action="store_true",
+                   help="draw each shift among those that keep the clip's speech inside the window "
+                        "(long shifts place words wherever a sliding window sees them, never cut)")
     g.add_argument("--no-noise", action="store_true", help="no background noise")
     g.add_argument("--noise-prob", type=float, default=0.8, help="probability of adding noise to a clip")
     g.add_argument("--snr-db", type=float, nargs=2, default=(5.0, 20.0), metavar=("MIN", "MAX"),
@@ -149,6 +152,7 @@ def augment_config(args: argparse.Namespace) -> AugmentConfig:
         return AugmentConfig.off()
     return AugmentConfig(
         time_shift_ms=0.0 if args.no_time_shift else args.time_shift_ms,
+        shift_keeps_speech=bool(args.shift_keeps_speech),
         noise_prob=0.0 if args.no_noise else args.noise_prob,
         snr_db=tuple(args.snr_db),
         gain_db=0.0 if args.no_gain else args.gain_db,

@@ -113,6 +113,8 @@ def load_eval_npz(path: str | Path) -> EvalData:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: npz file not found")
+    if not zipfile.is_zipfile(path):  # np.load would try a pickle and talk about allow_pickle
+        raise DataError(f"{path}: not an .npz file (expected a zip archive written by numpy.savez)")
     try:
         npz = np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile) as exc:

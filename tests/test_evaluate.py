@@ -208,7 +208,10 @@ def test_bad_npz_files(models_dir, tmp_path, capsys):
     assert rc == 2 and "label_vals has shape (2, 1); expected (3,) or (3, 1)" in err
     (tmp_path / "text.npz").write_text("hello")
     rc, err = _run_err(["--model", model, "--data", str(tmp_path / "text.npz")], capsys)
-    assert rc == 2 and "not a readable .npz file" in err
+    assert rc == 2 and "not an .npz file (expected a zip archive" in err and "pickle" not in err
+    (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04" + b"\0" * 40)  # looks like a zip, is not one
+    rc, err = _run_err(["--model", model, "--data", str(tmp_path / "broken.npz")], capsys)
+    assert rc == 2 and ("not a readable .npz file" in err or "not an .npz file" in err)
     rc, err = _run_err(["--model", str(tmp_path / "missing.tflite"), "--data", str(tmp_path / "x.npz")], capsys)
     assert rc == 2 and "missing.tflite" in err
 

@@ -110,6 +110,14 @@ class RepresentativeSet:
     raw_range: tuple[float, float] = (0.0, 0.0)  # min/max of the features before clipping
     notes: list[str] = field(default_factory=list)
 
+    @classmethod
+    def of_features(cls, features: np.ndarray) -> "RepresentativeSet":
+        """A set of ready features, float32 (n, *input_shape), with no data set behind it (for
+        scripts and tests that calibrate a model on what they have at hand)."""
+        features = np.asarray(features, dtype=np.float32)
+        raw_range = (float(features.min()), float(features.max())) if features.size else (0.0, 0.0)
+        return cls(np.arange(len(features)), features, {}, (), raw_range=raw_range)
+
     def __len__(self) -> int:
         return len(self.indices)
 

@@ -21,7 +21,6 @@ import json
 import math
 import re
 import sys
-import wave
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -44,15 +43,6 @@ STREAM_SAMPLE_RATE_HZ = 16000  # the stream is written at 16 kHz, so kws-listen 
 # --------------------------------------------------------------------------------------------
 # inputs
 # --------------------------------------------------------------------------------------------
-def _write_wav16(path: Path, audio: np.ndarray, sample_rate_hz: int) -> None:
-    pcm = np.clip(np.round(audio * 32767.0), -32768, 32767).astype("<i2")
-    with wave.open(str(path), "wb") as fh:
-        fh.setnchannels(1)
-        fh.setsampwidth(2)
-        fh.setframerate(sample_rate_hz)
-        fh.writeframes(pcm.tobytes())
-
-
 def _stream_8k(*, seed: int, words: tuple[str, ...]) -> tuple[np.ndarray, list[dict[str, Any]]]:
     from kws.train.synth import SAMPLE_RATE_HZ, synth_word
 
@@ -79,13 +69,14 @@ def _upsample_2x(audio: np.ndarray) -> np.ndarray:
 
 
 def cmd_make_inputs(args: argparse.Namespace) -> int:
+    from kws.runtime.audio_io import write_wav
     from kws.train.synth import write_synthetic_npz
 
     out = Path(args.outdir)
     out.mkdir(parents=True, exist_ok=True)
     words = ("yes", "stop", "go", "unknown", "left", "on")
     audio_8k, truth = _stream_8k(seed=args.seed, words=words)
-    _write_wav16(out / "stream.wav", _upsample_2x(audio_8k), STREAM_SAMPLE_RATE_HZ)
+    write_wav(out / "stream.wav", _upsample_2x(audio_8k), STREAM_SAMPLE_RATE_HZ)
     (out / "stream_truth.json").write_text(json.dumps(truth, indent=1) + "\n")
     write_synthetic_npz(out / "eval.npz", clips_per_label=args.clips_per_label, n_speakers=4,
                         seed=args.seed + 1)
@@ -103,6 +94,8 @@ def cmd_make_model(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
+    from kws.convert.export import convert
+    from kws.convert.representative import RepresentativeSet
     from kws.runtime.features import FeatureConfig, compute_features
     from kws.runtime.interpreter import TfliteModel
     from kws.runtime.labels import SEED_LABELS
@@ -129,18 +122,8 @@ def cmd_make_model(args: argparse.Namespace) -> int:
     hist = model.fit(x, y, epochs=args.epochs, batch_size=32, verbose=0)
     acc = float(hist.history["accuracy"][-1])
 
-    def representative():
-        for item in x[:100]:
-            yield [item[None].astype(np.float32)]
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
     path = out / "tiny_int8.tflite"
-    path.write_bytes(conv.convert())
+    path.write_bytes(convert(model, "int8", RepresentativeSet.of_features(x[:100])))
     tfl = TfliteModel(path)
     quant = {"type": "int8",
              "input": tfl.input_quant.to_dict(), "output": tfl.output_quant.to_dict()}

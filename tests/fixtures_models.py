@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -54,34 +53,21 @@ def _train(seed: int = 0):
                   loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
     history = model.fit(x, y, batch_size=32, epochs=30, verbose=0, shuffle=True)
-    return tf, model, x, float(history.history["accuracy"][-1])
+    return model, x, float(history.history["accuracy"][-1])
 
 
 def build_tiny_models(out_dir: Path) -> dict[str, Path]:
     """Train and export ``tiny_float.tflite`` and ``tiny_int8.tflite`` (+ JSON) into ``out_dir``."""
+    from kws.convert.export import convert
+    from kws.convert.representative import RepresentativeSet
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tf, model, x, accuracy = _train()
-    paths = {}
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    paths["float"] = out_dir / "tiny_float.tflite"
-    paths["float"].write_bytes(converter.convert())
-
-    def representative():
-        for item in x[:: max(1, len(x) // 100)]:
-            yield [item[None].astype(np.float32)]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    paths["int8"] = out_dir / "tiny_int8.tflite"
-    with warnings.catch_warnings():  # "Statistics for quantized inputs were expected": harmless here
-        warnings.simplefilter("ignore", UserWarning)
-        paths["int8"].write_bytes(converter.convert())
+    model, x, accuracy = _train()
+    rep = RepresentativeSet.of_features(x[:: max(1, len(x) // 100)])
+    paths = {"float": out_dir / "tiny_float.tflite", "int8": out_dir / "tiny_int8.tflite"}
+    paths["float"].write_bytes(convert(model, "float32"))
+    paths["int8"].write_bytes(convert(model, "int8", rep))
 
     for kind, path in paths.items():
         quant = {"type": "float32"} if kind == "float" else {"type": "int8"}

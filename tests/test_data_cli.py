@@ -6,12 +6,12 @@ import http.server
 import json
 import socket
 import threading
-import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from kws.runtime.audio_io import write_wav
 from kws.train import data_cli, fetch as fetch_mod
 from kws.train.data import load_npz, split_dataset
 from kws.train.speech_commands import build_from_folder, fit_length, speaker_of, to_rate
@@ -96,12 +96,7 @@ def test_inspect_object_labels_flag(capsys, tmp_path):
 
 def _write_wav(path: Path, audio: np.ndarray, rate: int = 16000) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    pcm = np.clip(np.round(audio * 32767), -32768, 32767).astype("<i2")
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm.tobytes())
+    write_wav(path, audio, rate)
 
 
 @pytest.fixture()

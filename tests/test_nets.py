@@ -141,25 +141,17 @@ def test_edge_models_use_only_int8_friendly_layers():
 
 def test_edge_model_converts_to_full_int8_tflite(tmp_path):
     """The tiny dscnn and bcresnet convert with int8 input/output and only int8/int32 tensors inside."""
-    tf = pytest.importorskip("tensorflow")
+    pytest.importorskip("tensorflow")
+    from kws.convert.export import convert
+    from kws.convert.representative import RepresentativeSet
     from kws.runtime.interpreter import TfliteModel
 
     rng = np.random.default_rng(0)
     for name in ("dscnn", "bcresnet"):
         model = build_model(name, input_shape=(40, 126, 1), n_classes=12, **TINY[name])
-
-        def representative():
-            for _ in range(8):
-                yield [rng.normal(-3.0, 2.0, (1, 40, 126, 1)).astype(np.float32)]
-
-        converter = tf.lite.TFLiteConverter.from_keras_model(model)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
+        rep = RepresentativeSet.of_features(rng.normal(-3.0, 2.0, (8, 40, 126, 1)))
         path = tmp_path / f"{name}.tflite"
-        path.write_bytes(converter.convert())
+        path.write_bytes(convert(model, "int8", rep))
         tflite = TfliteModel(path)
         assert tflite.input_quant.dtype == "int8" and tflite.output_quant.dtype == "int8"
         dtypes = {str(np.dtype(t["dtype"])) for t in tflite.tensor_details()}

@@ -78,6 +78,62 @@ def test_time_shift_keeping_speech_never_cuts_the_word():
     assert np.ptp(moved) > 2000  # and still moves them far
 
 
+def _word_clip(start: int, length: int, amplitude: float, sr: int = 8000) -> np.ndarray:
+    """A one-second clip: a quiet floor and a 440 Hz "word" of ``length`` samples at ``start``."""
+    clip = (1e-4 * np.random.default_rng(start).standard_normal(sr)).astype(np.float32)
+    t = np.arange(length) / sr
+    clip[start:start + length] += (amplitude * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    return clip
+
+
+def test_stream_place_levels_positions_and_cuts():
+    from kws.train.streams import SPEECH_LEVEL_DBFS, speech_bounds
+
+    sr = 8000
+    clip = _word_clip(3000, 2400, 0.02)  # a quiet 0.3 s word, about -37 dBFS
+    bed = np.zeros(sr, dtype=np.float32)  # digital silence: replaced by white noise
+    starts, levels = [], []
+    for seed in range(60):
+        out = aug.stream_place(clip, bed, snr_db=60.0, rng=_rng(seed))
+        assert out.shape == (sr,) and out.dtype == np.float32
+        s, e = speech_bounds(out)
+        assert abs((e - s) - 2400) <= 320  # the whole word (to a frame at each end), never cut
+        levels.append(10 * np.log10(np.mean(np.square(out[s:e], dtype=np.float64))))
+        starts.append(s)
+        floor = np.concatenate([out[:max(0, s - 800)], out[e + 800:]])
+        if len(floor) > 800:  # the bed sits 60 dB under the speech level
+            assert 10 * np.log10(np.mean(floor.astype(np.float64) ** 2)) == pytest.approx(
+                SPEECH_LEVEL_DBFS - 60, abs=1.0)
+    assert SPEECH_LEVEL_DBFS - 5.5 <= min(levels) and max(levels) <= SPEECH_LEVEL_DBFS + 5.5
+    assert np.ptp(levels) > 6  # levels spread within +-5 dB
+    assert min(starts) < 1000 and max(starts) > sr - 2400 - 1000  # anywhere in the window
+
+    cut_lengths = []
+    for seed in range(200):
+        s, e = speech_bounds(aug.stream_place(clip, bed, snr_db=60.0, rng=_rng(seed), cut_fraction=0.5))
+        cut_lengths.append(e - s)
+    assert min(cut_lengths) >= 1200 - 320 and min(cut_lengths) < 2000  # cut, but at most half
+
+    assert aug.stream_place(np.zeros(sr, dtype=np.float32), bed, snr_db=10.0, rng=_rng()) is None
+
+
+def test_augmenter_places_words_but_not_silence():
+    sr = 8000
+    clips = np.stack([_word_clip(500 + 300 * i, 2000, 0.3) for i in range(8)])
+    labels = np.array([0, 1, 10, 11, 0, 11, 2, 10])  # 11 = silence
+    noise = aug.NoiseBank(recordings=[np.random.default_rng(1).standard_normal(3 * sr).astype(np.float32)])
+    cfg = aug.AugmentConfig(stream_prob=1.0, noise_prob=0.0, gain_db=0.0, time_shift_ms=0.0)
+    out = aug.Augmenter(cfg, sample_rate_hz=sr, noise=noise, silence_label=11).waveforms(clips, labels, _rng())
+    for row, label in enumerate(labels):
+        if label == 11:
+            np.testing.assert_array_equal(out[row], clips[row])  # silence is never placed
+        else:  # placed: the noise bed is far above the clip's own 1e-4 floor
+            assert np.min(np.abs(out[row] - clips[row]).reshape(-1, 400).max(axis=1)) > 1e-3
+    with pytest.raises(KwsError, match="expected a number in \\[0, 1\\]"):
+        aug.AugmentConfig(stream_prob=-0.1)
+    assert aug.AugmentConfig(stream_prob=0.5, time_shift_ms=0, noise_prob=0, gain_db=0).waveform_on
+
+
 def test_mix_noise_hits_the_requested_snr():
     rng = _rng(1)
     sig = (0.3 * np.sin(np.arange(8000) * 0.05)).astype(np.float32)[None].repeat(4, 0)
@@ -366,6 +422,8 @@ def test_existing_dir_is_refused_untouched(tmp_path, synth_npz, capsys):
     (["--data", "{synth}", "--model", "dscnn", "--epochs", "0"], "--epochs 0: expected a positive integer"),
     (["--data", "{synth}", "--model", "dscnn", "--val-fraction", "0"], "--val-fraction 0.0: expected > 0"),
     (["--data", "{synth}", "--model", "dscnn", "--noise-dir", "{tmp}/none"], "--noise-dir"),
+    (["--data", "{synth}", "--model", "dscnn", "--stream-style", "1.5"], "1.5 (--stream-style): expected a number in [0, 1]"),
+    (["--data", "{synth}", "--model", "dscnn", "--stream-cut", "1"], "1.0 (--stream-cut): expected a number in [0, 1)"),
 ])
 def test_bad_inputs_one_line_exit_2(tmp_path, synth_npz, capsys, argv, message):
     out_dir = tmp_path / "out"

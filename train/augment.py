@@ -5,6 +5,12 @@ is reproducible from ``(seed, epoch, batch)`` (see :mod:`kws.train.dataset`).
 
 Waveform stages, in order (each can be switched off in :class:`AugmentConfig`):
 
+0. **stream-style placement** (probability ``stream_prob``, keywords and unknown words only): the
+   clip is cut to its speech span plus 80 ms (faded), brought to the stream speech level
+   (-26 dBFS over the speech span, uniform within +-5 dB), placed at a random position of the
+   window, and laid over a noise bed whose level sits ``snr_db`` below -26 dBFS: the way
+   ``kws-data stream`` builds a stream, so that a window of a long recording is no stranger to
+   the net than a clip. Placed rows skip the time shift and noise stages below.
 1. **time shift**: move the clip by a uniform random offset in ``+-time_shift_ms``, zero-filled.
 2. **background noise** (probability ``noise_prob``): a random one-second crop of a noise clip,
    scaled to a uniform random SNR in ``snr_db`` (dB, against the clip's RMS) and added. For
@@ -26,6 +32,7 @@ draw and weights the loss per class instead.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -67,6 +74,12 @@ class AugmentConfig:
     balance_power : float
         0 = natural class frequencies, 1 = equal classes; 0.5 = probabilities proportional to the
         square root of the class counts.
+    stream_prob : float
+        Probability that a keyword or unknown clip is placed stream-style (0 = off; see the module
+        docstring). Its noise bed level is drawn from ``snr_db`` against the speech level.
+    stream_cut_fraction : float
+        Largest fraction of the speech span that a stream-style placement may leave outside the
+        window (0 = the whole word always inside), as a sliding window sees a word it is leaving.
     """
 
     time_shift_ms: float = 100.0
@@ -80,6 +93,8 @@ class AugmentConfig:
     freq_mask_fraction: float = 0.1
     balance: str = "sample"
     balance_power: float = 0.5
+    stream_prob: float = 0.0
+    stream_cut_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if self.time_shift_ms < 0 or self.gain_db < 0:
@@ -98,6 +113,10 @@ class AugmentConfig:
             raise KwsError(f"balance {self.balance!r}: expected one of {', '.join(BALANCE_MODES)}")
         if not 0.0 <= self.balance_power <= 1.0:
             raise KwsError(f"balance power {self.balance_power}: expected a number in [0, 1]")
+        if not 0.0 <= self.stream_prob <= 1.0:
+            raise KwsError(f"stream-style probability {self.stream_prob} (--stream-style): expected a number in [0, 1]")
+        if not 0.0 <= self.stream_cut_fraction < 1.0:
+            raise KwsError(f"stream cut fraction {self.stream_cut_fraction} (--stream-cut): expected a number in [0, 1)")
 
     @classmethod
     def off(cls) -> "AugmentConfig":
@@ -107,7 +126,7 @@ class AugmentConfig:
 
     @property
     def waveform_on(self) -> bool:
-        return self.time_shift_ms > 0 or self.noise_prob > 0 or self.gain_db > 0
+        return self.time_shift_ms > 0 or self.noise_prob > 0 or self.gain_db > 0 or self.stream_prob > 0
 
     @property
     def masks_on(self) -> bool:
@@ -265,6 +284,57 @@ def apply_gain(audio: np.ndarray, gain_db: float, rng: np.random.Generator) -> n
     return np.clip(audio * gains[:, None].astype(np.float32), -1.0, 1.0)
 
 
+def stream_place(clip: np.ndarray, bed: np.ndarray, *, snr_db: float, rng: np.random.Generator,
+                 cut_fraction: float = 0.0, level_spread_db: float = 10.0,
+                 sample_rate_hz: int = 8000) -> np.ndarray | None:
+    """Place one clip's word in a window the way ``kws-data stream`` places it in a stream.
+
+    The speech span (:func:`kws.train.streams.speech_bounds`) plus ``PAD_S`` either side is cut,
+    faded over ``FADE_MS``, scaled so that its speech span has the power of
+    ``SPEECH_LEVEL_DBFS`` plus a uniform random gain within ``+-level_spread_db / 2`` dB, and added
+    at a uniform random position to ``bed`` scaled to ``snr_db`` below ``SPEECH_LEVEL_DBFS``.
+
+    Parameters
+    ----------
+    clip : float32 (n_samples,), the recorded clip
+    bed : float32 (n_samples,), background noise (any level: it is scaled to unit RMS first;
+        digital silence is replaced by white noise)
+    snr_db : float, speech level over noise level in dB
+    cut_fraction : float in [0, 1), the largest part of the speech span that may fall outside
+        the window (at either edge)
+
+    Returns
+    -------
+    float32 (n_samples,), a new array (not clipped), or None when the clip has no speech span.
+    """
+    from kws.train.streams import FADE_MS, PAD_S, SPEECH_LEVEL_DBFS, fade_edges, speech_bounds
+
+    n = len(clip)
+    bounds = speech_bounds(clip, sample_rate_hz=sample_rate_hz)
+    if bounds is None:
+        return None
+    s, e = bounds
+    pad = int(PAD_S * sample_rate_hz)
+    seg_start, seg_end = max(0, s - pad), min(n, e + pad)
+    segment = fade_edges(np.asarray(clip[seg_start:seg_end], dtype=np.float32),
+                         int(FADE_MS / 1000 * sample_rate_hz))
+    power = float(np.mean(np.square(clip[s:e], dtype=np.float64)))
+    level_db = SPEECH_LEVEL_DBFS + float(rng.uniform(-level_spread_db / 2, level_spread_db / 2))
+    segment *= np.float32(math.sqrt(10 ** (level_db / 10) / max(power, 1e-12)))
+    bed = np.asarray(bed, dtype=np.float32)
+    bed_rms = float(np.sqrt(np.mean(np.square(bed, dtype=np.float64))))
+    if bed_rms < 1e-4:
+        bed, bed_rms = rng.standard_normal(n).astype(np.float32), 1.0
+    out = bed * np.float32(10 ** ((SPEECH_LEVEL_DBFS - snr_db) / 20) / bed_rms)
+    length = e - s
+    cut = int(cut_fraction * length)
+    speech_at = int(rng.integers(-cut, n - length + cut + 1))  # where the speech span starts
+    start = speech_at - (s - seg_start)                         # where the segment starts
+    lo, hi = max(0, start), min(n, start + len(segment))
+    out[lo:hi] += segment[lo - start:hi - start]
+    return out
+
+
 def spec_mask(features: np.ndarray, *, time_masks: int, freq_masks: int, time_mask_fraction: float,
               freq_mask_fraction: float, rng: np.random.Generator) -> np.ndarray:
     """SpecAugment time and frequency masks on a batch of spectrograms.
@@ -321,11 +391,17 @@ class Augmenter:
         """Time shift, noise and gain on float32 (batch, n_samples) audio; returns a new array."""
         cfg = self.config
         out = np.asarray(audio, dtype=np.float32)
+        placed = np.zeros(len(out), dtype=bool)
+        if cfg.stream_prob > 0:
+            out, placed = self._place(out, labels, rng)
         if cfg.time_shift_ms > 0:
-            out = time_shift(out, int(round(cfg.time_shift_ms * self.sample_rate_hz / 1000.0)), rng,
-                             keep_speech=cfg.shift_keeps_speech, sample_rate_hz=self.sample_rate_hz)
+            free = ~placed
+            if free.any():
+                out = out.copy()
+                out[free] = time_shift(out[free], int(round(cfg.time_shift_ms * self.sample_rate_hz / 1000.0)),
+                                       rng, keep_speech=cfg.shift_keeps_speech, sample_rate_hz=self.sample_rate_hz)
         if cfg.noise_prob > 0 and self.noise is not None:
-            chosen = np.flatnonzero(rng.random(len(out)) < cfg.noise_prob)
+            chosen = np.flatnonzero((rng.random(len(out)) < cfg.noise_prob) & ~placed)
             if len(chosen):
                 noise = self.noise.draw(len(chosen), out.shape[-1], rng)
                 snr = rng.uniform(cfg.snr_db[0], cfg.snr_db[1], len(chosen))
@@ -337,6 +413,33 @@ class Augmenter:
         elif cfg.noise_prob > 0:
             out = np.clip(out, -1.0, 1.0)
         return out
+
+    def _place(self, audio: np.ndarray, labels: np.ndarray,
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Stream-style placement (:func:`stream_place`) of a random ``stream_prob`` of the
+        non-silence rows; returns the new batch and which rows were placed."""
+        cfg = self.config
+        chosen = rng.random(len(audio)) < cfg.stream_prob
+        if self.silence_label is not None:
+            chosen &= np.asarray(labels) != self.silence_label
+        placed = np.zeros(len(audio), dtype=bool)
+        rows = np.flatnonzero(chosen)
+        if not len(rows):
+            return audio, placed
+        n = audio.shape[-1]
+        if self.noise is not None:
+            beds = self.noise.draw(len(rows), n, rng)
+        else:
+            beds = rng.standard_normal((len(rows), n)).astype(np.float32)
+        snr = rng.uniform(cfg.snr_db[0], cfg.snr_db[1], len(rows))
+        out = audio.copy()
+        for k, row in enumerate(rows):
+            new = stream_place(audio[row], beds[k], snr_db=float(snr[k]), rng=rng,
+                               cut_fraction=cfg.stream_cut_fraction, sample_rate_hz=self.sample_rate_hz)
+            if new is not None:
+                out[row] = new
+                placed[row] = True
+        return out, placed
 
     def features(self, features: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """SpecAugment masks for spectrogram batches (batch, bins, frames, 1); others unchanged."""

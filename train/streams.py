@@ -170,7 +170,8 @@ def speech_bounds(clip: np.ndarray, *, sample_rate_hz: int = 8000) -> tuple[int,
     return int(first * hop), int(min(len(clip), (stop - 1) * hop + frame))
 
 
-def _fade(segment: np.ndarray, n_fade: int) -> np.ndarray:
+def fade_edges(segment: np.ndarray, n_fade: int) -> np.ndarray:
+    """A copy of ``segment`` with linear fades of ``n_fade`` samples (at most half its length) at both ends."""
     segment = segment.copy()
     n = min(n_fade, len(segment) // 2)
     if n > 0:
@@ -305,7 +306,7 @@ def build_stream(ds, indices: np.ndarray, settings: StreamSettings, *, noise: Se
             return cursor, None
         s, e = bounds
         seg_start, seg_end = max(0, s - pad), min(len(clip), e + pad)
-        segment = _fade(clip[seg_start:seg_end], n_fade)
+        segment = fade_edges(clip[seg_start:seg_end], n_fade)
         if cursor + len(segment) > n_total:
             return n_total, None
         power = float(np.mean(np.square(clip[s:e], dtype=np.float64)))

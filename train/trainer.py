@@ -124,6 +124,13 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--shift-keeps-speech", action="store_true",
                    help="draw each shift among those that keep the clip's speech inside the window "
                         "(long shifts place words wherever a sliding window sees them, never cut)")
+    g.add_argument("--stream-style", type=float, default=0.0, metavar="P",
+                   help="probability that a keyword or unknown clip is cut to its word and placed the way "
+                        "kws-data stream places words: even speech level, random position, noise bed at "
+                        "--snr-db below the speech (default 0 = off)")
+    g.add_argument("--stream-cut", type=float, default=0.0, metavar="F",
+                   help="stream-style placements may leave up to this fraction of the word outside the "
+                        "window (default 0)")
     g.add_argument("--no-noise", action="store_true", help="no background noise")
     g.add_argument("--noise-prob", type=float, default=0.8, help="probability of adding noise to a clip")
     g.add_argument("--snr-db", type=float, nargs=2, default=(5.0, 20.0), metavar=("MIN", "MAX"),
@@ -160,6 +167,8 @@ def augment_config(args: argparse.Namespace) -> AugmentConfig:
         freq_masks=0 if args.no_spec_augment else args.freq_masks,
         balance=args.balance,
         balance_power=args.balance_power,
+        stream_prob=args.stream_style,
+        stream_cut_fraction=args.stream_cut,
     )
 
 

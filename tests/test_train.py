@@ -288,6 +288,36 @@ def test_train_batches_are_the_front_end_and_reproducible(synth_npz):
     assert counts.max() - counts.min() <= 2
 
 
+def test_hard_negatives_are_the_unknown_clips_scored_most_like_keywords(synth_npz):
+    ds = load_npz(synth_npz)
+    split = split_dataset(ds, seed=0)
+    tb = TrainBatches(ds, split.train, features=feature_config("log-mel"), batch_size=16, balance="weights")
+    plain = len(tb._make_order(1))
+    unknown = np.sort(split.train[ds.labels[split.train] == ds.label_names.index("unknown")])
+    yes = ds.label_names.index("yes")
+
+    class Stub:  # logits: "yes" grows with the mean feature value against a flat "unknown"
+        def __call__(self, x, training=False):
+            logits = np.full((len(x), len(ds.label_names)), -50.0, dtype=np.float32)
+            logits[:, ds.label_names.index("unknown")] = 0.0
+            logits[:, yes] = 10.0 * np.asarray(x).mean(axis=(1, 2, 3))
+            return logits
+
+    cb = trainer.hard_negative_callback(tb, fraction=0.25, copies=3, batch_size=5)
+    cb.set_model(Stub())
+    cb.on_epoch_end(0)
+    n_hard = int(round(0.25 * len(unknown)))
+    assert len(tb.extra) == 3 * n_hard and set(tb.extra) <= set(unknown)
+    means = compute_features(ds.audio(unknown), tb.features).mean(axis=(1, 2, 3))
+    expected = set(unknown[np.argsort(-means)[:n_hard]])
+    assert set(tb.extra) == expected
+    assert np.all(np.bincount(tb.extra)[list(expected)] == 3)
+    order = tb._make_order(1)  # the next epochs draw them on top of the usual clips
+    assert len(order) == plain + 3 * n_hard
+    assert np.all(np.bincount(order, minlength=len(ds))[list(expected)] >= 4)
+    assert trainer.hard_negative_callback(tb, fraction=0.0) is None
+
+
 def test_eval_batches_cache(synth_npz):
     ds = load_npz(synth_npz)
     idx = np.arange(10)
@@ -424,6 +454,7 @@ def test_existing_dir_is_refused_untouched(tmp_path, synth_npz, capsys):
     (["--data", "{synth}", "--model", "dscnn", "--noise-dir", "{tmp}/none"], "--noise-dir"),
     (["--data", "{synth}", "--model", "dscnn", "--stream-style", "1.5"], "1.5 (--stream-style): expected a number in [0, 1]"),
     (["--data", "{synth}", "--model", "dscnn", "--stream-cut", "1"], "1.0 (--stream-cut): expected a number in [0, 1)"),
+    (["--data", "{synth}", "--model", "dscnn", "--hard-negatives", "2"], "--hard-negatives 2.0: expected a fraction in [0, 1]"),
 ])
 def test_bad_inputs_one_line_exit_2(tmp_path, synth_npz, capsys, argv, message):
     out_dir = tmp_path / "out"

@@ -126,15 +126,22 @@ class TrainBatches(keras.utils.PyDataset):
         self.steps_cap = steps_per_epoch
         counts = np.bincount(dataset.labels[self.indices], minlength=self.n_classes)
         self.weights = class_weights(counts, self.balance_power) if balance == "weights" else None
+        #: Clip indices drawn once more in each epoch from the next one on (hard-negative mining
+        #: sets them; see :class:`kws.train.trainer` ``--hard-negatives``).
+        self.extra = np.zeros(0, dtype=np.int64)
         self.epoch = 0
         self._order = self._make_order(0)
 
     def _make_order(self, epoch: int) -> np.ndarray:
         rng = np.random.default_rng((self.seed, _SHUFFLE_STREAM, epoch))
         if self.balance == "sample":
-            return epoch_indices(self.indices, self.dataset.labels, n_classes=self.n_classes,
-                                 power=self.balance_power, rng=rng)
-        return rng.permutation(self.indices)
+            order = epoch_indices(self.indices, self.dataset.labels, n_classes=self.n_classes,
+                                  power=self.balance_power, rng=rng)
+        else:
+            order = rng.permutation(self.indices)
+        if len(self.extra):
+            order = rng.permutation(np.concatenate([order, self.extra]))
+        return order
 
     def __len__(self) -> int:
         n = math.ceil(len(self._order) / self.batch_size)

@@ -48,6 +48,8 @@ LR_SCHEDULES = ("constant", "cosine", "plateau")
 OUTPUT_FILES = ("model.keras", "model.json", "history.json", "curves.png", "eval.json", "confusion.png",
                 "INTERRUPTED.txt")
 CHECKPOINT_TMP = ".model.partial.keras"
+#: How many extra draws per epoch each mined hard negative gets (``--hard-negatives``).
+HARD_NEGATIVE_COPIES = 2
 #: Knob flags and the registry knob each sets.
 KNOB_FLAGS = {"width": "width", "depth": "depth", "stride": "stride", "freq_stride": "freq_stride",
               "downsample": "downsample", "dropout": "dropout"}
@@ -131,6 +133,10 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--stream-cut", type=float, default=0.0, metavar="F",
                    help="stream-style placements may leave up to this fraction of the word outside the "
                         "window (default 0)")
+    g.add_argument("--hard-negatives", type=float, default=0.0, metavar="F",
+                   help="after each epoch, score the training unknown clips (clean) and draw the fraction F "
+                        f"of them with the highest keyword posterior {HARD_NEGATIVE_COPIES} more times in the "
+                        "next epoch (default 0 = off)")
     g.add_argument("--no-noise", action="store_true", help="no background noise")
     g.add_argument("--noise-prob", type=float, default=0.8, help="probability of adding noise to a clip")
     g.add_argument("--snr-db", type=float, nargs=2, default=(5.0, 20.0), metavar=("MIN", "MAX"),
@@ -193,6 +199,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise KwsError(f"--steps-per-epoch {args.steps_per_epoch}: expected a positive integer")
     if args.workers < 1:
         raise KwsError(f"--workers {args.workers}: expected a positive integer")
+    if not 0.0 <= args.hard_negatives <= 1.0:
+        raise KwsError(f"--hard-negatives {args.hard_negatives}: expected a fraction in [0, 1]")
     if args.val_fraction <= 0:
         raise KwsError(f"--val-fraction {args.val_fraction}: expected > 0 (the best checkpoint is chosen "
                        "by validation loss)")
@@ -271,6 +279,55 @@ def _make_callbacks_module():
                   + ("  saved" if saved else ""), file=self.out or sys.stdout, flush=True)
 
     return BestCheckpoint, EpochLog
+
+
+def hard_negative_callback(train_batches, *, fraction: float, copies: int = HARD_NEGATIVE_COPIES,
+                           batch_size: int = 256):
+    """A Keras callback for ``--hard-negatives``: after each epoch, the training split's
+    ``unknown`` clips (clean, no augmentation) go through the model; the ``fraction`` of them with
+    the highest keyword posterior (the largest softmax among the keyword classes) are set as
+    ``train_batches.extra``, ``copies`` times each, so that the next epoch draws them more often.
+
+    Those are the unknown words the listener would fire on ("cat" heard as "yes"): false accepts
+    per hour are made of them. Returns None when the training split has no unknown clips.
+    """
+    import keras
+
+    from kws.runtime.features import compute_features
+    from kws.runtime.labels import KEYWORDS, UNKNOWN
+
+    ds = train_batches.dataset
+    names = list(ds.label_names)
+    if UNKNOWN not in names:
+        return None
+    unknown = np.sort(train_batches.indices[ds.labels[train_batches.indices] == names.index(UNKNOWN)])
+    keyword_cols = [names.index(k) for k in KEYWORDS if k in names]
+    n_hard = int(round(fraction * len(unknown)))
+    if not len(unknown) or not keyword_cols or n_hard == 0:
+        return None
+
+    class HardNegatives(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.x = None
+            self.last_min_score = math.nan
+
+        def on_epoch_end(self, epoch, logs=None):
+            if self.x is None:
+                self.x = np.concatenate([compute_features(ds.audio(unknown[i:i + batch_size]), train_batches.features)
+                                         for i in range(0, len(unknown), batch_size)])
+            logits = np.concatenate([  # called directly: predict() builds a tf.data pipeline each time
+                np.asarray(keras.ops.convert_to_numpy(self.model(self.x[i:i + batch_size], training=False)),
+                           dtype=np.float64) for i in range(0, len(self.x), batch_size)])
+            z = np.exp(logits - logits.max(axis=1, keepdims=True))
+            score = (z[:, keyword_cols] / z.sum(axis=1, keepdims=True)).max(axis=1)
+            hard = np.argsort(-score, kind="stable")[:n_hard]
+            train_batches.extra = np.repeat(unknown[hard], copies)
+            self.last_min_score = float(score[hard].min())
+            logger.info("hard negatives: the %d of %d unknown clips with keyword posterior >= %.3f drawn %d more "
+                        "times", n_hard, len(unknown), self.last_min_score, copies)
+
+    return HardNegatives()
 
 
 def make_callbacks(args: argparse.Namespace, out: Path) -> list:
@@ -422,6 +479,12 @@ def _main(argv: Sequence[str] | None) -> int:
 
     callbacks = make_callbacks(args, out)
     checkpoint, epoch_log = callbacks[0], callbacks[1]
+    if args.hard_negatives > 0:
+        miner = hard_negative_callback(train_batches, fraction=args.hard_negatives)
+        if miner is None:
+            logger.warning("--hard-negatives: the training split has no unknown clips to mine; off")
+        else:
+            callbacks.append(miner)
     from kws.train.report import plot_curves, write_json
 
     def _training_summary(status: str) -> dict[str, Any]:

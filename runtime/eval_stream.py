@@ -211,13 +211,16 @@ def format_report(report: dict[str, Any]) -> str:
                      f"{s['n_events']} keywords, {s['hits']} hits, {s['false_accepts']} false accepts")
     r = report["score"]
     if r["n_events"]:
+        lo, hi = r["hit_rate_ci95"]
         lines.append(f"keywords: {r['n_events']} in {r['hours']:.2f} h: hit rate {_pct(r['hit_rate'])} "
-                     f"({r['hits']} hits, {r['wrong_keyword']} wrong keyword, {r['missed']} missed; "
-                     f"miss rate {_pct(r['miss_rate'])})")
+                     f"(95% interval {_pct(lo)}-{_pct(hi)}; {r['hits']} hits, {r['wrong_keyword']} wrong "
+                     f"keyword, {r['missed']} missed; miss rate {_pct(r['miss_rate'])})")
     else:
         lines.append(f"negatives only: {r['hours']:.2f} h, no keywords (false accepts only)")
+    lo, hi = r["fa_per_hour_ci95"]
     lines.append(f"false accepts: {r['false_accepts']} = {r['fa_per_hour']:.2f} per hour "
-                 f"({r['false_accepts_on_unknown']} on unknown words, the rest on noise)")
+                 f"(95% interval {lo:.2f}-{hi:.2f}; {r['false_accepts_on_unknown']} on unknown words, "
+                 "the rest on noise)")
     if r["per_keyword"]:
         lines.append("per keyword:   events  hit rate  wrong  missed")
         for label, k in r["per_keyword"].items():

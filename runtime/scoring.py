@@ -27,6 +27,13 @@ Typical detections come 0 to 1 s after the word's end. Matching, in this order:
 
 An event with no detection at all is **missed**. The miss rate is ``1 - hit rate``: a wrong
 keyword counts as a miss. False accepts per hour divide by the whole stream's duration.
+
+Uncertainty
+-----------
+Each rate comes with a 95% interval: the Wilson score interval for the hit rate
+(:func:`wilson_interval`) and the exact (Garwood) Poisson interval for false accepts per hour
+(:func:`poisson_rate_interval`). Both treat keywords and false accepts as independent draws; a
+stream that reuses clips, or holds several words of one speaker, varies more than that.
 """
 
 from __future__ import annotations
@@ -181,6 +188,65 @@ def fa_per_hour(false_accepts: int, duration_s: float) -> float:
     return false_accepts * 3600.0 / duration_s
 
 
+#: Two-sided 95% quantile of the standard normal distribution.
+Z_95 = 1.959963984540054
+
+
+def wilson_interval(successes: int, trials: int, *, z: float = Z_95) -> tuple[float, float] | None:
+    """Wilson score interval of a proportion ``successes / trials`` (95% for the default ``z``).
+
+    Returns
+    -------
+    (low, high) within [0, 1], or None when ``trials`` is 0.
+    """
+    if trials <= 0:
+        return None
+    if not 0 <= successes <= trials:
+        raise ValueError(f"successes={successes}: expected 0..{trials}")
+    p = successes / trials
+    z2 = z * z
+    centre = (p + z2 / (2 * trials)) / (1 + z2 / trials)
+    half = z * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials)) / (1 + z2 / trials)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _poisson_cdf(k: int, mean: float) -> float:
+    """P(X <= k) for X ~ Poisson(mean), summed in log space (k up to a few thousand)."""
+    if mean <= 0:
+        return 1.0
+    log_terms = [-mean + i * math.log(mean) - math.lgamma(i + 1) for i in range(k + 1)]
+    top = max(log_terms)
+    return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in log_terms))
+
+
+def poisson_interval(count: int, *, level: float = 0.95) -> tuple[float, float]:
+    """Exact (Garwood) interval of a Poisson mean from one observed ``count``.
+
+    The low end solves ``P(X >= count) = (1 - level) / 2`` (0 when ``count`` is 0), the high end
+    ``P(X <= count) = (1 - level) / 2``, by bisection on the Poisson distribution function.
+    """
+    if count < 0:
+        raise ValueError(f"count={count}: expected >= 0")
+    tail = (1.0 - level) / 2.0
+
+    def solve(f, lo: float, hi: float) -> float:  # f decreasing in the mean, root in [lo, hi]
+        for _ in range(100):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if f(mid) > 0 else (lo, mid)
+        return 0.5 * (lo + hi)
+
+    high_bound = count + 10.0 * math.sqrt(count + 1.0) + 10.0
+    upper = solve(lambda m: _poisson_cdf(count, m) - tail, 0.0, high_bound)
+    lower = 0.0 if count == 0 else solve(lambda m: _poisson_cdf(count - 1, m) - (1.0 - tail), 0.0, count)
+    return lower, upper
+
+
+def poisson_rate_interval(count: int, duration_s: float, *, level: float = 0.95) -> tuple[float, float]:
+    """:func:`poisson_interval` of ``count`` events in ``duration_s`` seconds, per hour."""
+    lower, upper = poisson_interval(count, level=level)
+    return fa_per_hour(1, duration_s) * lower, fa_per_hour(1, duration_s) * upper
+
+
 @dataclass(frozen=True)
 class KeywordStats:
     events: int
@@ -231,13 +297,26 @@ class StreamScore:
     def fa_per_hour(self) -> float:
         return fa_per_hour(self.false_accepts, self.duration_s)
 
+    @property
+    def hit_rate_ci95(self) -> tuple[float, float] | None:
+        """95% Wilson interval of the hit rate (None without keywords)."""
+        return wilson_interval(self.hits, self.n_events)
+
+    @property
+    def fa_per_hour_ci95(self) -> tuple[float, float]:
+        """95% exact Poisson interval of false accepts per hour."""
+        return poisson_rate_interval(self.false_accepts, self.duration_s)
+
     def to_dict(self) -> dict[str, Any]:
+        ci = self.hit_rate_ci95
         return {
             "duration_s": self.duration_s, "hours": self.duration_s / 3600.0,
             "n_events": self.n_events, "n_detections": self.n_detections,
             "hits": self.hits, "wrong_keyword": self.wrong_keyword, "missed": self.missed,
-            "hit_rate": self.hit_rate, "miss_rate": self.miss_rate,
+            "hit_rate": self.hit_rate, "hit_rate_ci95": None if ci is None else list(ci),
+            "miss_rate": self.miss_rate,
             "false_accepts": self.false_accepts, "fa_per_hour": self.fa_per_hour,
+            "fa_per_hour_ci95": list(self.fa_per_hour_ci95),
             "false_accepts_on_unknown": self.false_accepts_on_unknown,
             "per_keyword": {k: v.to_dict() for k, v in self.per_keyword.items()},
             "confusions": dict(self.confusions),

@@ -71,6 +71,8 @@ def test_end_to_end_report(pooled, streams_dir):
     assert s["false_accepts"] == sum(x["false_accepts"] for x in report["streams"])
     assert s["hit_rate"] == pytest.approx(s["hits"] / s["n_events"])
     assert s["fa_per_hour"] == pytest.approx(s["false_accepts"] * 3600 / s["duration_s"])
+    assert s["hit_rate_ci95"][0] <= s["hit_rate"] <= s["hit_rate_ci95"][1]
+    assert s["fa_per_hour_ci95"][0] <= s["fa_per_hour"] <= s["fa_per_hour_ci95"][1]
     assert sum(k["events"] for k in s["per_keyword"].values()) == s["n_events"]
     assert s["hit_rate"] >= 0.3  # the tone model finds tones; the numbers mean nothing for speech
     # The sweep replays the same detector: at the operating threshold it reproduces the pipeline.

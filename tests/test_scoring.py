@@ -10,7 +10,8 @@ import pytest
 
 from kws.runtime.errors import DataError
 from kws.runtime.scoring import (Truth, TruthEvent, choose_threshold, fa_per_hour, load_truth,
-                                 match_detections, max_delay_s, sweep_thresholds, truth_from_dict)
+                                 match_detections, max_delay_s, poisson_interval, poisson_rate_interval,
+                                 sweep_thresholds, truth_from_dict, wilson_interval)
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,46 @@ def test_fa_per_hour_arithmetic():
         fa_per_hour(1, 0.0)
     assert max_delay_s(window_s=1.0, hop_s=0.25, smoothing_windows=3) == pytest.approx(1.5)
     assert max_delay_s(window_s=1.0, hop_s=0.25, smoothing_windows=1) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 4, 10, 70, 500])
+def test_poisson_interval_is_the_exact_chi_square_one(count):
+    chi2 = pytest.importorskip("scipy.stats").chi2
+    lower, upper = poisson_interval(count)
+    assert lower == pytest.approx(chi2.ppf(0.025, 2 * count) / 2 if count else 0.0, rel=1e-9, abs=1e-12)
+    assert upper == pytest.approx(chi2.ppf(0.975, 2 * count + 2) / 2, rel=1e-9)
+    lo90, hi90 = poisson_interval(count, level=0.90)
+    assert lower <= lo90 <= count <= hi90 <= upper
+    # per hour: 4 false accepts in 2 hours
+    assert poisson_rate_interval(4, 7200.0) == pytest.approx(tuple(x / 2 for x in poisson_interval(4)))
+    with pytest.raises(ValueError):
+        poisson_interval(-1)
+
+
+def test_wilson_interval():
+    assert wilson_interval(0, 0) is None
+    lo, hi = wilson_interval(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(1.959963984540054 ** 2 / (10 + 1.959963984540054 ** 2))
+    lo, hi = wilson_interval(297, 565)
+    assert lo < 297 / 565 < hi and hi - lo == pytest.approx(0.082, abs=0.001)
+    lo2, hi2 = wilson_interval(268, 565)  # mirror image: successes <-> failures
+    assert (lo2, hi2) == pytest.approx((1 - hi, 1 - lo))
+    wide, narrow = wilson_interval(30, 60), wilson_interval(300, 600)
+    assert wide[0] < narrow[0] < 0.5 < narrow[1] < wide[1]  # more keywords, a tighter interval
+    with pytest.raises(ValueError):
+        wilson_interval(11, 10)
+
+
+def test_score_reports_its_intervals():
+    score = match_detections([Det(11.0, "yes"), Det(500.0, "up")],
+                             truth([("yes", 10.0, 10.5), ("no", 20.0, 20.4)], duration_s=7200.0),
+                             tolerance_s=0.75, max_delay_s=1.5)
+    d = score.to_dict()
+    assert d["hit_rate_ci95"] == pytest.approx(list(wilson_interval(1, 2)))
+    assert d["fa_per_hour_ci95"] == pytest.approx(list(poisson_rate_interval(1, 7200.0)))
+    negatives = match_detections([], truth([]), tolerance_s=0.75, max_delay_s=1.5)
+    assert negatives.to_dict()["hit_rate_ci95"] is None
+    assert negatives.to_dict()["fa_per_hour_ci95"] == pytest.approx([0.0, 3.688879454113935])
 
 
 # ---------------------------------------------------------------------------------------

@@ -244,7 +244,8 @@ def poisson_interval(count: int, *, level: float = 0.95) -> tuple[float, float]:
 def poisson_rate_interval(count: int, duration_s: float, *, level: float = 0.95) -> tuple[float, float]:
     """:func:`poisson_interval` of ``count`` events in ``duration_s`` seconds, per hour."""
     lower, upper = poisson_interval(count, level=level)
-    return fa_per_hour(1, duration_s) * lower, fa_per_hour(1, duration_s) * upper
+    per_hour = fa_per_hour(1, duration_s)
+    return per_hour * lower, per_hour * upper
 
 
 @dataclass(frozen=True)

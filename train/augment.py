@@ -289,9 +289,9 @@ def stream_place(clip: np.ndarray, bed: np.ndarray, *, snr_db: float, rng: np.ra
                  sample_rate_hz: int = 8000) -> np.ndarray | None:
     """Place one clip's word in a window the way ``kws-data stream`` places it in a stream.
 
-    The speech span (:func:`kws.train.streams.speech_bounds`) plus ``PAD_S`` either side is cut,
-    faded over ``FADE_MS``, scaled so that its speech span has the power of
-    ``SPEECH_LEVEL_DBFS`` plus a uniform random gain within ``+-level_spread_db / 2`` dB, and added
+    The word is cut as the stream cuts it (:func:`kws.train.streams.cut_word`: speech span plus
+    ``PAD_S``, faded), brought to ``SPEECH_LEVEL_DBFS`` plus a uniform random gain within
+    ``+-level_spread_db / 2`` dB (:func:`kws.train.streams.level_gain`), and added
     at a uniform random position to ``bed`` scaled to ``snr_db`` below ``SPEECH_LEVEL_DBFS``.
 
     Parameters
@@ -307,29 +307,22 @@ def stream_place(clip: np.ndarray, bed: np.ndarray, *, snr_db: float, rng: np.ra
     -------
     float32 (n_samples,), a new array (not clipped), or None when the clip has no speech span.
     """
-    from kws.train.streams import FADE_MS, PAD_S, SPEECH_LEVEL_DBFS, fade_edges, speech_bounds
+    from kws.train.streams import SPEECH_LEVEL_DBFS, cut_word, level_gain
 
     n = len(clip)
-    bounds = speech_bounds(clip, sample_rate_hz=sample_rate_hz)
-    if bounds is None:
+    word = cut_word(clip, sample_rate_hz=sample_rate_hz)
+    if word is None:
         return None
-    s, e = bounds
-    pad = int(PAD_S * sample_rate_hz)
-    seg_start, seg_end = max(0, s - pad), min(n, e + pad)
-    segment = fade_edges(np.asarray(clip[seg_start:seg_end], dtype=np.float32),
-                         int(FADE_MS / 1000 * sample_rate_hz))
-    power = float(np.mean(np.square(clip[s:e], dtype=np.float64)))
-    level_db = SPEECH_LEVEL_DBFS + float(rng.uniform(-level_spread_db / 2, level_spread_db / 2))
-    segment *= np.float32(math.sqrt(10 ** (level_db / 10) / max(power, 1e-12)))
+    segment, offset, length, power = word
+    segment *= np.float32(level_gain(power, level_spread_db, rng))
     bed = np.asarray(bed, dtype=np.float32)
     bed_rms = float(np.sqrt(np.mean(np.square(bed, dtype=np.float64))))
     if bed_rms < 1e-4:
         bed, bed_rms = rng.standard_normal(n).astype(np.float32), 1.0
     out = bed * np.float32(10 ** ((SPEECH_LEVEL_DBFS - snr_db) / 20) / bed_rms)
-    length = e - s
     cut = int(cut_fraction * length)
     speech_at = int(rng.integers(-cut, n - length + cut + 1))  # where the speech span starts
-    start = speech_at - (s - seg_start)                         # where the segment starts
+    start = speech_at - offset                                  # where the segment starts
     lo, hi = max(0, start), min(n, start + len(segment))
     out[lo:hi] += segment[lo - start:hi - start]
     return out

@@ -181,6 +181,35 @@ def fade_edges(segment: np.ndarray, n_fade: int) -> np.ndarray:
     return segment
 
 
+def cut_word(clip: np.ndarray, *, sample_rate_hz: int = 8000) -> tuple[np.ndarray, int, int, float] | None:
+    """A clip's word as a stream places it: its speech span (:func:`speech_bounds`) plus
+    :data:`PAD_S` either side (within the clip), faded over :data:`FADE_MS`.
+
+    Returns
+    -------
+    (segment float32 (m,), offset of the speech span in the segment (samples), length of the
+    speech span (samples), mean power of the speech span), or None when the clip is silent.
+    """
+    clip = np.asarray(clip, dtype=np.float32)
+    bounds = speech_bounds(clip, sample_rate_hz=sample_rate_hz)
+    if bounds is None:
+        return None
+    s, e = bounds
+    pad = int(PAD_S * sample_rate_hz)
+    seg_start, seg_end = max(0, s - pad), min(len(clip), e + pad)
+    segment = fade_edges(clip[seg_start:seg_end], int(FADE_MS / 1000 * sample_rate_hz))
+    power = float(np.mean(np.square(clip[s:e], dtype=np.float64)))
+    return segment, s - seg_start, e - s, power
+
+
+def level_gain(power: float, spread_db: float, rng: np.random.Generator) -> float:
+    """The gain that brings a word of speech power ``power`` to :data:`SPEECH_LEVEL_DBFS` plus a
+    uniform random offset within ``±spread_db / 2`` dB (one draw from ``rng``)."""
+    half = spread_db / 2
+    target_db = SPEECH_LEVEL_DBFS + float(rng.uniform(-half, half))
+    return math.sqrt(10 ** (target_db / 10) / max(power, 1e-12))
+
+
 def noise_bed(n_samples: int, sources: Sequence[np.ndarray], rng: np.random.Generator, *,
               sample_rate_hz: int = 8000) -> np.ndarray:
     """Continuous noise of unit RMS from random pieces of ``sources``, cross-faded.
@@ -283,8 +312,6 @@ def build_stream(ds, indices: np.ndarray, settings: StreamSettings, *, noise: Se
         logger.warning("negatives-only stream without unknown clips: noise only")
 
     n_total = int(round(settings.minutes * 60 * sr))
-    pad = int(PAD_S * sr)
-    n_fade = int(FADE_MS / 1000 * sr)
     speech = np.zeros(n_total, dtype=np.float32)
     keywords = _Pool(keyword_idx, rng)
     unknowns = _Pool(unknown_idx, rng)
@@ -299,30 +326,24 @@ def build_stream(ds, indices: np.ndarray, settings: StreamSettings, *, noise: Se
     def place(idx: int, cursor: int) -> tuple[int, dict[str, Any] | None]:
         """Put clip idx at cursor; returns (new cursor, event) or (cursor, None) when it is silent."""
         nonlocal skipped_silent
-        clip = ds.audio(idx)
-        bounds = speech_bounds(clip, sample_rate_hz=sr)
-        if bounds is None:
+        word = cut_word(ds.audio(idx), sample_rate_hz=sr)
+        if word is None:
             skipped_silent += 1
             return cursor, None
-        s, e = bounds
-        seg_start, seg_end = max(0, s - pad), min(len(clip), e + pad)
-        segment = fade_edges(clip[seg_start:seg_end], n_fade)
+        segment, offset, length, power = word
         if cursor + len(segment) > n_total:
             return n_total, None
-        power = float(np.mean(np.square(clip[s:e], dtype=np.float64)))
-        level_gain = 1.0
+        gain = 1.0
         if settings.level_spread_db is not None:
-            half = settings.level_spread_db / 2
-            target_db = SPEECH_LEVEL_DBFS + float(rng.uniform(-half, half))
-            level_gain = math.sqrt(10 ** (target_db / 10) / max(power, 1e-12))
-            power *= level_gain ** 2
-        speech[cursor:cursor + len(segment)] += np.float32(level_gain) * segment
+            gain = level_gain(power, settings.level_spread_db, rng)
+            power *= gain ** 2
+        speech[cursor:cursor + len(segment)] += np.float32(gain) * segment
         word_powers.append(power)
-        start = cursor + (s - seg_start)
+        start = cursor + offset
         event = {"label": str(ds.label_names[ds.labels[idx]]),
-                 "start_s": round(start / sr, 4), "end_s": round((start + e - s) / sr, 4),
+                 "start_s": round(start / sr, 4), "end_s": round((start + length) / sr, 4),
                  "speaker": None if ds.speaker is None else str(ds.speaker[idx]),
-                 "clip_index": int(idx), "level_gain": round(level_gain, 6)}
+                 "clip_index": int(idx), "level_gain": round(gain, 6)}
         return cursor + len(segment), event
 
     cursor = gap()

@@ -293,8 +293,9 @@ def hard_negative_callback(train_batches, *, fraction: float, copies: int = HARD
     """
     import keras
 
-    from kws.runtime.features import compute_features
+    from kws.runtime.interpreter import softmax
     from kws.runtime.labels import KEYWORDS, UNKNOWN
+    from kws.train.dataset import EvalBatches
 
     ds = train_batches.dataset
     names = list(ds.label_names)
@@ -306,21 +307,18 @@ def hard_negative_callback(train_batches, *, fraction: float, copies: int = HARD
     if not len(unknown) or not keyword_cols or n_hard == 0:
         return None
 
+    batches = EvalBatches(ds, unknown, features=train_batches.features, batch_size=batch_size)  # caches features
+
     class HardNegatives(keras.callbacks.Callback):
         def __init__(self) -> None:
             super().__init__()
-            self.x = None
             self.last_min_score = math.nan
 
         def on_epoch_end(self, epoch, logs=None):
-            if self.x is None:
-                self.x = np.concatenate([compute_features(ds.audio(unknown[i:i + batch_size]), train_batches.features)
-                                         for i in range(0, len(unknown), batch_size)])
             logits = np.concatenate([  # called directly: predict() builds a tf.data pipeline each time
-                np.asarray(keras.ops.convert_to_numpy(self.model(self.x[i:i + batch_size], training=False)),
-                           dtype=np.float64) for i in range(0, len(self.x), batch_size)])
-            z = np.exp(logits - logits.max(axis=1, keepdims=True))
-            score = (z[:, keyword_cols] / z.sum(axis=1, keepdims=True)).max(axis=1)
+                keras.ops.convert_to_numpy(self.model(batches[i][0], training=False))
+                for i in range(len(batches))])
+            score = softmax(logits, axis=1)[:, keyword_cols].max(axis=1)
             hard = np.argsort(-score, kind="stable")[:n_hard]
             train_batches.extra = np.repeat(unknown[hard], copies)
             self.last_min_score = float(score[hard].min())

@@ -22,6 +22,7 @@ import numpy as np
 from kws.runtime.errors import KwsError
 from kws.runtime.features import FeatureConfig, compute_features
 from kws.train.augment import Augmenter, class_weights, epoch_indices
+from kws.train.distill import mix_targets
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,8 @@ def _one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
 class TrainBatches(keras.utils.PyDataset):
     """Augmented, shuffled (optionally class-balanced) training batches.
 
-    Yields ``(features float32 (B, *input_shape), one-hot float32 (B, n_classes))``, plus
+    Yields ``(features float32 (B, *input_shape), targets float32 (B, n_classes))`` (one-hot, or
+    mixed with a teacher's posteriors when distilling), plus
     per-example loss weights ``float32 (B,)`` when ``balance == "weights"``.
 
     Parameters
@@ -105,11 +107,18 @@ class TrainBatches(keras.utils.PyDataset):
         Cap on batches per epoch (quick runs and tests).
     workers : int
         Threads that prepare batches ahead (Keras ``PyDataset`` workers).
+    teacher : callable or None
+        Distillation (:mod:`kws.train.distill`): maps the batch's (augmented) features to posteriors
+        ``float32 (B, n_classes)``; the targets become ``(1 - distill_weight) * one_hot +
+        distill_weight * teacher(x)``.
+    distill_weight : float
+        Weight of the teacher's posteriors in the targets, in [0, 1].
     """
 
     def __init__(self, dataset, indices, *, features: FeatureConfig, batch_size: int,
                  augmenter: Augmenter | None = None, seed: int = 0, balance: str = "none",
-                 balance_power: float = 0.5, steps_per_epoch: int | None = None, workers: int = 1) -> None:
+                 balance_power: float = 0.5, steps_per_epoch: int | None = None, workers: int = 1,
+                 teacher=None, distill_weight: float = 0.0) -> None:
         super().__init__(workers=max(1, workers), use_multiprocessing=False,
                          max_queue_size=max(2, 2 * workers))
         self.dataset = dataset
@@ -126,6 +135,8 @@ class TrainBatches(keras.utils.PyDataset):
         self.steps_cap = steps_per_epoch
         counts = np.bincount(dataset.labels[self.indices], minlength=self.n_classes)
         self.weights = class_weights(counts, self.balance_power) if balance == "weights" else None
+        self.teacher = teacher
+        self.distill_weight = float(distill_weight)
         #: Clip indices drawn once more in each epoch from the next one on (hard-negative mining
         #: sets them; see :class:`kws.train.trainer` ``--hard-negatives``).
         self.extra = np.zeros(0, dtype=np.int64)
@@ -164,6 +175,8 @@ class TrainBatches(keras.utils.PyDataset):
         if self.augmenter is not None:
             x = self.augmenter.features(x, rng)
         y = _one_hot(labels, self.n_classes)
+        if self.teacher is not None:
+            y = mix_targets(y, self.teacher(x), self.distill_weight)
         if self.weights is not None:
             return x, y, self.weights[labels]
         return x, y

@@ -50,6 +50,8 @@ OUTPUT_FILES = ("model.keras", "model.json", "history.json", "curves.png", "eval
 CHECKPOINT_TMP = ".model.partial.keras"
 #: How many extra draws per epoch each mined hard negative gets (``--hard-negatives``).
 HARD_NEGATIVE_COPIES = 2
+#: ``--distill-weight`` when ``--teacher`` is given without it.
+DEFAULT_DISTILL_WEIGHT = 0.5
 #: Knob flags and the registry knob each sets.
 KNOB_FLAGS = {"width": "width", "depth": "depth", "stride": "stride", "freq_stride": "freq_stride",
               "downsample": "downsample", "dropout": "dropout"}
@@ -137,6 +139,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="after each epoch, score the training unknown clips (clean) and draw the fraction F "
                         f"of them with the highest keyword posterior {HARD_NEGATIVE_COPIES} more times in the "
                         "next epoch (default 0 = off)")
+    g.add_argument("--teacher", action="append", default=[], metavar="DIR",
+                   help="distil from this kws-train run (repeat for several: their posteriors are "
+                        "averaged); each must share the student's data, split, labels and front-end")
+    g.add_argument("--distill-weight", type=float, default=None, metavar="W",
+                   help="with --teacher: training targets are (1 - W) one-hot + W teacher posteriors "
+                        f"(default {DEFAULT_DISTILL_WEIGHT})")
     g.add_argument("--no-noise", action="store_true", help="no background noise")
     g.add_argument("--noise-prob", type=float, default=0.8, help="probability of adding noise to a clip")
     g.add_argument("--snr-db", type=float, nargs=2, default=(5.0, 20.0), metavar=("MIN", "MAX"),
@@ -201,6 +209,12 @@ def _check_args(args: argparse.Namespace) -> None:
         raise KwsError(f"--workers {args.workers}: expected a positive integer")
     if not 0.0 <= args.hard_negatives <= 1.0:
         raise KwsError(f"--hard-negatives {args.hard_negatives}: expected a fraction in [0, 1]")
+    if args.distill_weight is not None and not args.teacher:
+        raise KwsError(f"--distill-weight {args.distill_weight}: needs --teacher DIR (the run to distil from)")
+    if args.distill_weight is None:
+        args.distill_weight = DEFAULT_DISTILL_WEIGHT
+    if not 0.0 < args.distill_weight <= 1.0:
+        raise KwsError(f"--distill-weight {args.distill_weight}: expected a weight in (0, 1]")
     if args.val_fraction <= 0:
         raise KwsError(f"--val-fraction {args.val_fraction}: expected > 0 (the best checkpoint is chosen "
                        "by validation loss)")
@@ -435,6 +449,13 @@ def _main(argv: Sequence[str] | None) -> int:
         tf.config.experimental.enable_op_determinism()
     model = build_model(args.model, input_shape=features.input_shape, n_classes=len(ds.label_names), **knobs)
     n_params, macs = count_params(model), count_macs(model)
+    teacher = None
+    if args.teacher:  # loaded after the student, so that its layer names are the usual ones
+        from kws.train.distill import load_teachers
+
+        teacher, teacher_infos = load_teachers(
+            args.teacher, labels=ds.label_names, features=features, n_clips=len(ds),
+            split={"seed": args.seed, "val_fraction": args.val_fraction, "test_fraction": args.test_fraction})
     print(f"model {args.model} {knobs}: {n_params:,} parameters, {format_macs(macs)} MACs per inference "
           f"({macs:,}); input {features.input_shape} ({preset})")
     sizes = split.sizes()
@@ -444,6 +465,10 @@ def _main(argv: Sequence[str] | None) -> int:
         print("augmentation: off")
     else:
         print(f"augmentation: {aug.to_dict()}; noise: {noise_bank.source if noise_bank else 'none'}")
+    if teacher is not None:
+        print(f"distilling from {len(teacher_infos)} teacher(s), weight {args.distill_weight}: "
+              + "; ".join(f"{t.path} ({t.model}, {t.parameters:,} parameters)" if t.parameters
+                          else f"{t.path} ({t.model})" for t in teacher_infos))
 
     out.mkdir(parents=True, exist_ok=True)
     if args.force:
@@ -455,7 +480,8 @@ def _main(argv: Sequence[str] | None) -> int:
     train_batches = TrainBatches(ds, split.train, features=features, batch_size=args.batch_size,
                                  augmenter=augmenter, seed=args.seed, balance=aug.balance,
                                  balance_power=aug.balance_power, steps_per_epoch=args.steps_per_epoch,
-                                 workers=args.workers)
+                                 workers=args.workers, teacher=teacher,
+                                 distill_weight=args.distill_weight if teacher is not None else 0.0)
     val_batches = EvalBatches(ds, split.val, features=features, batch_size=max(args.batch_size, 64))
 
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=args.lr),
@@ -470,7 +496,8 @@ def _main(argv: Sequence[str] | None) -> int:
         "training": {**_jsonable_args(args), "features_preset": preset_of(features),
                      "augmentation": aug.to_dict(), "noise": noise_bank.source if noise_bank else None,
                      "status": "running", "started_utc": _utc_now(), "keras": keras.__version__,
-                     "backend": keras.backend.backend()},
+                     "backend": keras.backend.backend(),
+                     **({"teachers": [t.to_dict() for t in teacher_infos]} if teacher is not None else {})},
         "data": {"path": str(Path(args.data).resolve()), "n_clips": len(ds)},
     })
     meta.save(out / "model.json")

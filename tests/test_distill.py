@@ -77,6 +77,23 @@ def test_teacher_is_the_mean_softmax_of_its_models():
         distill.Teacher([])
 
 
+def test_teacher_answers_worker_threads_at_once():
+    """Batches are prepared in worker threads; concurrent calls give the sequential answers
+    (Keras's JAX backend frees a model's buffers under a concurrent predict_on_batch)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cfg = feature_config("log-mel")
+    keras.utils.set_random_seed(1)
+    teacher = distill.Teacher([build_model("dscnn", input_shape=cfg.input_shape, n_classes=12, width=8, depth=2)
+                               for _ in range(2)])
+    xs = [np.random.default_rng(i).normal(size=(4, *cfg.input_shape)).astype(np.float32) for i in range(8)]
+    expected = [teacher(x) for x in xs]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(teacher, xs))
+    for e, g in zip(expected, got):
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-7)
+
+
 def test_train_batches_mix_the_teacher_on_the_features_the_student_sees(synth_npz):
     ds = load_npz(synth_npz)
     split = split_dataset(ds, seed=0)

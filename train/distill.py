@@ -24,6 +24,7 @@ validation or test speakers would leak them into the student.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -120,18 +121,23 @@ class Teacher:
     """The mean softmax of several Keras models that output logits.
 
     Called on features ``float32 (B, *input_shape)``, returns ``float32 (B, n_classes)``; safe to
-    call from the batch-preparing worker threads (each model compiles its predict function on first use).
+    call from the batch-preparing worker threads (calls take turns).
     """
 
     def __init__(self, models: Sequence[Any]) -> None:
         if not models:
             raise ValueError("a Teacher needs at least one model")
         self.models = list(models)
+        # Keras's JAX backend swaps a model's variable buffers on each predict_on_batch: two
+        # worker threads predicting at once would use freed buffers. One at a time, on every backend.
+        self._lock = threading.Lock()
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         from kws.runtime.interpreter import softmax
 
-        probs = [softmax(np.asarray(m.predict_on_batch(x)), axis=-1) for m in self.models]
+        with self._lock:
+            logits = [np.asarray(m.predict_on_batch(x)) for m in self.models]
+        probs = [softmax(z, axis=-1) for z in logits]
         return np.mean(probs, axis=0).astype(np.float32)
 
 

@@ -41,7 +41,7 @@ from kws.runtime.cli import add_detection_arguments, configure_logging, run_main
 from kws.runtime.detector import Detection, Detector, DetectorConfig
 from kws.runtime.errors import EXIT_FAILURE, EXIT_OK, DataError, KwsError
 from kws.runtime.interpreter import BACKENDS
-from kws.runtime.scoring import (DEFAULT_SWEEP, DEFAULT_TOLERANCE_S, StreamScore, SweepPoint, Truth, TruthEvent,
+from kws.runtime.scoring import (DEFAULT_SWEEP, DEFAULT_TOLERANCE_S, StreamScore, SweepPoint, Truth,
                                  choose_threshold, load_truth, match_detections, max_delay_s, sweep_thresholds)
 
 logger = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ def pool(runs: Sequence[StreamRun]) -> tuple[Truth, list[tuple[float, Any]], lis
     offset = 0.0
     total_s = 0.0
     for r in runs:
-        shift = lambda e: TruthEvent(e.label, e.start_s + offset, e.end_s + offset, e.speaker)  # noqa: E731
+        shift = lambda e: dataclasses.replace(e, start_s=e.start_s + offset, end_s=e.end_s + offset)  # noqa: E731
         events += [shift(e) for e in r.truth.events]
         unknown += [shift(e) for e in r.truth.unknown_events]
         scores += [(t + offset, p) for t, p in r.scores]
@@ -218,9 +218,13 @@ def format_report(report: dict[str, Any]) -> str:
     else:
         lines.append(f"negatives only: {r['hours']:.2f} h, no keywords (false accepts only)")
     lo, hi = r["fa_per_hour_ci95"]
+    clips = "" if r["false_accept_clips"] is None else f" from {r['false_accept_clips']} distinct clip(s)"
     lines.append(f"false accepts: {r['false_accepts']} = {r['fa_per_hour']:.2f} per hour "
-                 f"(95% interval {lo:.2f}-{hi:.2f}; {r['false_accepts_on_unknown']} on unknown words, "
+                 f"(95% interval {lo:.2f}-{hi:.2f}; {r['false_accepts_on_unknown']} on unknown words{clips}, "
                  "the rest on noise)")
+    if r["false_accept_clips"] is not None and r["false_accept_clips"] < r["false_accepts_on_unknown"]:
+        lines.append("note: some unknown clips caused more than one false accept (the stream places clips "
+                     "more than once); the false accepts are not independent and their interval is too narrow")
     if r["per_keyword"]:
         lines.append("per keyword:   events  hit rate  wrong  missed")
         for label, k in r["per_keyword"].items():
@@ -379,7 +383,8 @@ def evaluate(model, model_path: Path, pairs: Sequence[tuple[Path, Path]], *, hop
         "negatives_only": truth.negatives_only,
         "streams": per_stream,
         "score": score.to_dict(),
-        "detections": [d.to_dict() | {"outcome": o} for d, o in zip(detections, score.detection_outcomes)],
+        "detections": [d.to_dict() | {"outcome": o} | ({} if c is None else {"clip_index": c})
+                       for d, o, c in zip(detections, score.detection_outcomes, score.detection_clips)],
         "replay_matches_pipeline": same,
         "sweep": [p.to_dict() for p in points],
         "target_fa_per_hour": target_fa_per_hour,

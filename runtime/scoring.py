@@ -59,15 +59,23 @@ DEFAULT_TOLERANCE_S = 0.75
 # -------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TruthEvent:
-    """One word placed in a stream: ``label`` spoken over ``[start_s, end_s]`` seconds."""
+    """One word placed in a stream: ``label`` spoken over ``[start_s, end_s]`` seconds.
+
+    ``clip_index`` is the row of the npz the word was cut from (``kws-data stream`` writes it), so
+    that words placed several times can be told apart from distinct ones.
+    """
 
     label: str
     start_s: float
     end_s: float
     speaker: str | None = None
+    clip_index: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "start_s": self.start_s, "end_s": self.end_s, "speaker": self.speaker}
+        out = {"label": self.label, "start_s": self.start_s, "end_s": self.end_s, "speaker": self.speaker}
+        if self.clip_index is not None:
+            out["clip_index"] = self.clip_index
+        return out
 
 
 @dataclass(frozen=True)
@@ -135,7 +143,10 @@ def _events(data: Any, key: str, source: str, duration_s: float) -> tuple[TruthE
         if end_s > duration_s + 1e-6:
             raise DataError(f"{where}: end_s={end_s} is past the stream's duration_s={duration_s}")
         speaker = item.get("speaker")
-        events.append(TruthEvent(label, start_s, end_s, None if speaker is None else str(speaker)))
+        clip = item.get("clip_index")
+        if clip is not None and (isinstance(clip, bool) or not isinstance(clip, int) or clip < 0):
+            raise DataError(f"{where}: 'clip_index' must be a non-negative integer, got {clip!r}")
+        events.append(TruthEvent(label, start_s, end_s, None if speaker is None else str(speaker), clip))
     return tuple(sorted(events, key=lambda e: (e.start_s, e.end_s)))
 
 
@@ -271,6 +282,13 @@ class StreamScore:
     ``outcomes[i]`` is ``"hit"``, ``"wrong_keyword"`` or ``"missed"`` for ``truth.events[i]``;
     ``detection_outcomes[j]`` is ``"hit"``, ``"wrong_keyword"`` or ``"false_accept"`` for the
     j-th detection (in the order given). Rates are None on a negatives-only stream.
+
+    A false accept whose window overlaps an unknown word is put down to that word (the latest
+    one starting before it); ``detection_clips[j]`` is that word's ``clip_index`` (None for the
+    other detections, or when the truth has no clip indices), and ``false_accept_clips`` counts the
+    distinct clips behind the false accepts (None when no unknown word has a clip index). A stream
+    that places each unknown clip several times can hold many false accepts from few clips: then
+    the false accepts are not independent, and their interval is too narrow.
     """
 
     duration_s: float
@@ -285,6 +303,8 @@ class StreamScore:
     confusions: Mapping[str, int]
     outcomes: tuple[str, ...]
     detection_outcomes: tuple[str, ...]
+    detection_clips: tuple[int | None, ...] = ()
+    false_accept_clips: int | None = None
 
     @property
     def hit_rate(self) -> float | None:
@@ -319,6 +339,7 @@ class StreamScore:
             "false_accepts": self.false_accepts, "fa_per_hour": self.fa_per_hour,
             "fa_per_hour_ci95": list(self.fa_per_hour_ci95),
             "false_accepts_on_unknown": self.false_accepts_on_unknown,
+            "false_accept_clips": self.false_accept_clips,
             "per_keyword": {k: v.to_dict() for k, v in self.per_keyword.items()},
             "confusions": dict(self.confusions),
         }
@@ -397,21 +418,30 @@ def match_detections(detections: Sequence[Any], truth: Truth, *, tolerance_s: fl
             wrong_keyword=sum(outcomes[i] == "wrong_keyword" for i in ids),
             missed=sum(outcomes[i] == "missed" for i in ids))
 
-    # False accepts that fall on an unknown word (window overlaps it) rather than on noise.
+    # False accepts that fall on an unknown word (window overlaps it) rather than on noise, each put
+    # down to the latest such word starting before it.
     fa_ids = [j for j in range(n_det) if det_outcomes[j] == "false_accept"]
     on_unknown = 0
-    if fa_ids and truth.unknown_events:
-        u_lo = np.array([u.start_s - tolerance_s for u in truth.unknown_events])
-        u_hi = np.array([u.end_s + max_delay_s + tolerance_s for u in truth.unknown_events])
-        t = det_times[fa_ids]
-        on_unknown = int(np.sum(np.any((t[:, None] >= u_lo[None, :]) & (t[:, None] <= u_hi[None, :]), axis=1)))
+    det_clips: list[int | None] = [None] * n_det
+    unknown = truth.unknown_events
+    has_clips = any(u.clip_index is not None for u in unknown)
+    if fa_ids and unknown:
+        u_lo = np.array([u.start_s - tolerance_s for u in unknown])
+        u_hi = np.array([u.end_s + max_delay_s + tolerance_s for u in unknown])
+        for j in fa_ids:
+            overlap = np.flatnonzero((det_times[j] >= u_lo) & (det_times[j] <= u_hi))
+            if len(overlap):
+                on_unknown += 1
+                det_clips[j] = unknown[int(overlap[-1])].clip_index  # sorted by start: the latest
+    fa_clips = len({c for c in det_clips if c is not None}) if has_clips else None
 
     return StreamScore(
         duration_s=float(truth.duration_s), n_events=n_ev,
         hits=outcomes.count("hit"), wrong_keyword=outcomes.count("wrong_keyword"),
         missed=outcomes.count("missed"), false_accepts=len(fa_ids), false_accepts_on_unknown=on_unknown,
         n_detections=n_det, per_keyword=per_keyword, confusions=dict(sorted(confusions.items())),
-        outcomes=tuple(outcomes), detection_outcomes=tuple(det_outcomes))
+        outcomes=tuple(outcomes), detection_outcomes=tuple(det_outcomes),
+        detection_clips=tuple(det_clips), false_accept_clips=fa_clips)
 
 
 # -------------------------------------------------------------------------------------------

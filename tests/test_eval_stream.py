@@ -74,6 +74,12 @@ def test_end_to_end_report(pooled, streams_dir):
     assert s["hit_rate_ci95"][0] <= s["hit_rate"] <= s["hit_rate_ci95"][1]
     assert s["fa_per_hour_ci95"][0] <= s["fa_per_hour"] <= s["fa_per_hour_ci95"][1]
     assert sum(k["events"] for k in s["per_keyword"].values()) == s["n_events"]
+    # false accepts on unknown words are put down to the npz clips they were cut from (pooled too)
+    fa_clips = [d["clip_index"] for d in report["detections"] if "clip_index" in d]
+    assert all(d["outcome"] == "false_accept" for d in report["detections"] if "clip_index" in d)
+    assert len(fa_clips) == s["false_accepts_on_unknown"] > 0
+    assert s["false_accept_clips"] == len(set(fa_clips))
+    assert set(fa_clips) <= {u.clip_index for u in kw.unknown_events + neg.unknown_events}
     assert s["hit_rate"] >= 0.3  # the tone model finds tones; the numbers mean nothing for speech
     # The sweep replays the same detector: at the operating threshold it reproduces the pipeline.
     assert report["replay_matches_pipeline"] is True
@@ -95,6 +101,8 @@ def test_human_report(pooled):
 
     text = format_report(pooled[0])
     assert "keywords:" in text and "hit rate" in text and "false accepts:" in text and "per keyword:" in text
+    score = pooled[0]["score"]
+    assert f"{score['false_accepts_on_unknown']} on unknown words from {score['false_accept_clips']} distinct clip(s)" in text
     assert "kw_negatives.wav: 1.0 min" in text and "0.03 h" in text
     assert "sweep:" in text and "DET curve:" in text
 

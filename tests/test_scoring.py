@@ -92,6 +92,22 @@ def test_false_accepts_on_unknown_words_are_counted_apart():
     assert s.false_accepts == 2 and s.false_accepts_on_unknown == 1
     assert s.hit_rate is None and s.miss_rate is None  # negatives-only: no keyword events
     assert s.fa_per_hour == pytest.approx(4.0)  # 2 in half an hour
+    assert s.false_accept_clips is None and s.detection_clips == (None, None)  # no clip indices
+
+
+def test_false_accepts_are_put_down_to_their_clips():
+    # clip 7 placed twice, clip 9 once, clip 3 never fires; two words close together
+    unknown = (TruthEvent("unknown", 10.0, 10.5, clip_index=7), TruthEvent("unknown", 50.0, 50.5, clip_index=7),
+               TruthEvent("unknown", 90.0, 90.4, clip_index=3), TruthEvent("unknown", 91.0, 91.5, clip_index=9),
+               TruthEvent("unknown", 200.0, 200.5, clip_index=3))
+    t = Truth(8000, 3600.0, (TruthEvent("yes", 300.0, 300.5, clip_index=1),), unknown)
+    dets = [Det(11.0, "yes"), Det(51.2, "no"), Det(92.0, "up"), Det(150.0, "go"), Det(301.0, "yes")]
+    s = match_detections(dets, t, tolerance_s=0.5, max_delay_s=1.5)
+    assert s.detection_outcomes == ("false_accept",) * 4 + ("hit",)
+    # 92.0 overlaps the words at 90.0 and 91.0: the latest one (clip 9) takes it; 150.0 is noise
+    assert s.detection_clips == (7, 7, 9, None, None)
+    assert s.false_accepts == 4 and s.false_accepts_on_unknown == 3 and s.false_accept_clips == 2
+    assert s.to_dict()["false_accept_clips"] == 2
 
 
 def test_fa_per_hour_arithmetic():
@@ -194,6 +210,11 @@ def test_truth_round_trip(tmp_path):
     loaded = load_truth(t.save(tmp_path / "t.json"))
     assert loaded.events == t.events and loaded.unknown_events == t.unknown_events
     assert loaded.duration_s == 10.0 and not loaded.negatives_only
+    with_clips = Truth(8000, 10.0, (TruthEvent("yes", 1.0, 1.5, "spk", 12),),
+                       (TruthEvent("unknown", 5.0, 5.5, None, 0),))
+    loaded = load_truth(with_clips.save(tmp_path / "c.json"))
+    assert loaded.events[0].clip_index == 12 and loaded.unknown_events[0].clip_index == 0
+    assert loaded == with_clips
 
 
 GOOD = {"sample_rate_hz": 8000, "duration_s": 10.0, "events": [{"label": "yes", "start_s": 1.0, "end_s": 1.5}]}
@@ -209,6 +230,10 @@ GOOD = {"sample_rate_hz": 8000, "duration_s": 10.0, "events": [{"label": "yes", 
     ({"events": [{"label": "yes", "start_s": 1.0, "end_s": 12.0}]}, "past the stream's duration_s=10.0"),
     ({"events": ["yes"]}, "events[0] must be an object"),
     ({"unknown_events": [{"label": "unknown", "start_s": "x", "end_s": 1}]}, "unknown_events[0]: 'start_s'"),
+    ({"unknown_events": [{"label": "unknown", "start_s": 1, "end_s": 2, "clip_index": -3}]},
+     "unknown_events[0]: 'clip_index' must be a non-negative integer, got -3"),
+    ({"events": [{"label": "yes", "start_s": 1, "end_s": 2, "clip_index": "12"}]},
+     "events[0]: 'clip_index' must be a non-negative integer, got '12'"),
 ])
 def test_bad_truth_is_named(change, message):
     with pytest.raises(DataError, match=None) as info:

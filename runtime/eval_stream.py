@@ -233,10 +233,12 @@ def format_report(report: dict[str, Any]) -> str:
     if r["confusions"]:
         lines.append("wrong keywords (said->detected): "
                      + ", ".join(f"{k} {v}" for k, v in sorted(r["confusions"].items(), key=lambda kv: -kv[1])))
-    lines.append("sweep:   threshold  hit rate  miss rate  FA/hour")
+    with_clips = any(p.get("false_accept_clips") is not None for p in report["sweep"])
+    lines.append("sweep:   threshold  hit rate  miss rate  FA/hour" + ("  FA clips" if with_clips else ""))
     for p in report["sweep"]:
+        clips = f"  {p['false_accept_clips']:>8}" if with_clips and p.get("false_accept_clips") is not None else ""
         lines.append(f"  {p['threshold']:>15.2f}  {_pct(p['hit_rate']):>8}  {_pct(p['miss_rate']):>9}  "
-                     f"{p['fa_per_hour']:>7.2f}")
+                     f"{p['fa_per_hour']:>7.2f}{clips}")
     chosen = report["chosen"]
     target = report["target_fa_per_hour"]
     if chosen is None:

@@ -459,6 +459,8 @@ class SweepPoint:
     n_events: int
     false_accepts: int
     fa_per_hour: float
+    #: Distinct unknown clips behind the false accepts (:attr:`StreamScore.false_accept_clips`).
+    false_accept_clips: int | None = None
 
     @property
     def hit_rate(self) -> float | None:
@@ -471,7 +473,7 @@ class SweepPoint:
     def to_dict(self) -> dict[str, Any]:
         return {"threshold": self.threshold, "n_events": self.n_events, "hits": self.hits, "hit_rate": self.hit_rate,
                 "miss_rate": self.miss_rate, "false_accepts": self.false_accepts,
-                "fa_per_hour": self.fa_per_hour}
+                "fa_per_hour": self.fa_per_hour, "false_accept_clips": self.false_accept_clips}
 
 
 def sweep_thresholds(detect: Callable[[float], Sequence[Any]], truth: Truth, thresholds: Iterable[float], *,
@@ -484,7 +486,8 @@ def sweep_thresholds(detect: Callable[[float], Sequence[Any]], truth: Truth, thr
     points = []
     for threshold in sorted(set(float(t) for t in thresholds)):
         score = match_detections(detect(threshold), truth, tolerance_s=tolerance_s, max_delay_s=max_delay_s)
-        points.append(SweepPoint(threshold, score.hits, score.n_events, score.false_accepts, score.fa_per_hour))
+        points.append(SweepPoint(threshold, score.hits, score.n_events, score.false_accepts, score.fa_per_hour,
+                                 score.false_accept_clips))
     return points
 
 

@@ -80,6 +80,9 @@ def test_end_to_end_report(pooled, streams_dir):
     assert len(fa_clips) == s["false_accepts_on_unknown"] > 0
     assert s["false_accept_clips"] == len(set(fa_clips))
     assert set(fa_clips) <= {u.clip_index for u in kw.unknown_events + neg.unknown_events}
+    op_point = next(p for p in report["sweep"] if p["threshold"] == report["detector"]["threshold"])
+    assert op_point["false_accept_clips"] == s["false_accept_clips"]
+    assert all(p["false_accept_clips"] <= p["false_accepts"] for p in report["sweep"])
     assert s["hit_rate"] >= 0.3  # the tone model finds tones; the numbers mean nothing for speech
     # The sweep replays the same detector: at the operating threshold it reproduces the pipeline.
     assert report["replay_matches_pipeline"] is True
@@ -103,6 +106,7 @@ def test_human_report(pooled):
     assert "keywords:" in text and "hit rate" in text and "false accepts:" in text and "per keyword:" in text
     score = pooled[0]["score"]
     assert f"{score['false_accepts_on_unknown']} on unknown words from {score['false_accept_clips']} distinct clip(s)" in text
+    assert "FA/hour  FA clips" in text
     assert "kw_negatives.wav: 1.0 min" in text and "0.03 h" in text
     assert "sweep:" in text and "DET curve:" in text
 

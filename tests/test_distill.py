@@ -25,6 +25,8 @@ from kws.train.data import load_npz, split_dataset  # noqa: E402
 from kws.train.dataset import TrainBatches, feature_config  # noqa: E402
 from kws.train.nets import build_model  # noqa: E402
 
+from test_train import _train  # noqa: E402
+
 TEACHER_ARGS = ("--model", "dscnn", "--width", 8, "--depth", 2, "--epochs", 1, "--steps-per-epoch", 2,
                 "--batch-size", 8, "--lr", 3e-3)
 
@@ -33,12 +35,6 @@ def _softmax(z):
     z = np.asarray(z, dtype=np.float64)
     e = np.exp(z - z.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
-
-
-def _train(capsys, *args):
-    code = trainer.main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
@@ -196,6 +192,6 @@ def test_teacher_features_must_fit_its_input(tmp_path, teacher_run):
     meta = ModelMeta.load(teacher_run / "model.json")
     meta = ModelMeta(meta.labels, dataclasses.replace(meta.features, mel_bands=20), meta.extra)
     meta.save(bad / "model.json")
-    with pytest.raises(KwsError, match=r"takes input \(40, 126, 1\), the student's features are \(20, 126, 1\)"):
+    with pytest.raises(KwsError, match=r"takes input \(40, 126, 1\), but its feature JSON gives \(20, 126, 1\)"):
         distill.load_teachers([bad], labels=meta.labels, features=meta.features, n_clips=meta.extra["data"]["n_clips"],
                               split={k: meta.extra["split"][k] for k in distill.SPLIT_KEYS})

@@ -31,7 +31,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from kws.runtime.errors import KwsError, ModelError
+from kws.runtime.errors import KwsError
 from kws.runtime.features import FeatureConfig
 from kws.runtime.meta import ModelMeta
 
@@ -90,9 +90,7 @@ def load_teachers(dirs: Sequence[str | Path], *, labels: Sequence[str], features
     Returns ``(teacher, infos)``: ``teacher`` maps features ``float32 (B, *input_shape)`` to the
     teachers' mean posteriors ``float32 (B, n_classes)``; ``infos`` a :class:`TeacherInfo` each.
     """
-    import keras
-
-    import kws.train.nets  # noqa: F401  (registers the project's custom layers for loading)
+    from kws.convert.export import check_model_fits, load_keras
 
     models, infos = [], []
     for d in dirs:
@@ -102,14 +100,8 @@ def load_teachers(dirs: Sequence[str | Path], *, labels: Sequence[str], features
                            "model.json")
         meta = ModelMeta.load(d / "model.json")
         check_teacher(meta, source=str(d), labels=labels, features=features, split=split, n_clips=n_clips)
-        try:
-            model = keras.models.load_model(d / "model.keras", compile=False)
-        except Exception as exc:  # keras raises many types for a bad file
-            first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
-            raise ModelError(f"--teacher {d}: cannot load model.keras ({first[:300]})") from None
-        if tuple(model.inputs[0].shape[1:]) != tuple(features.input_shape):
-            raise KwsError(f"--teacher {d}: takes input {tuple(model.inputs[0].shape[1:])}, the student's "
-                           f"features are {features.input_shape}")
+        model = load_keras(d / "model.keras")
+        check_model_fits(model, meta, name=f"--teacher {d / 'model.keras'}")
         arch = meta.extra.get("architecture") or {}
         models.append(model)
         infos.append(TeacherInfo(str(d), str(arch.get("name", "?")), arch.get("parameters"),

@@ -5,6 +5,10 @@ is reproducible from ``(seed, epoch, batch)`` (see :mod:`kws.train.dataset`).
 
 Waveform stages, in order (each can be switched off in :class:`AugmentConfig`):
 
+- **speed perturbation** (probability ``speed_prob``): play the clip faster or slower by a
+  uniform random factor in ``speed_range``, about its centre, as a tape would: tempo and pitch
+  move together, so a factor of 1.1 makes a speaker sound like a shorter one (Ko et al. 2015,
+  "Audio augmentation for speech recognition"). A way to get more voices from few speakers.
 0. **stream-style placement** (probability ``stream_prob``, keywords and unknown words only): the
    clip is cut to its speech span plus 80 ms (faded), brought to the stream speech level
    (-26 dBFS over the speech span, uniform within +-5 dB), placed at a random position of the
@@ -80,6 +84,10 @@ class AugmentConfig:
     stream_cut_fraction : float
         Largest fraction of the speech span that a stream-style placement may leave outside the
         window (0 = the whole word always inside), as a sliding window sees a word it is leaving.
+    speed_prob : float
+        Probability that a clip is speed-perturbed (0 = off).
+    speed_range : (float, float)
+        Range of the speed factor (> 0; above 1 = faster and higher).
     """
 
     time_shift_ms: float = 100.0
@@ -95,6 +103,8 @@ class AugmentConfig:
     balance_power: float = 0.5
     stream_prob: float = 0.0
     stream_cut_fraction: float = 0.0
+    speed_prob: float = 0.0
+    speed_range: tuple[float, float] = (0.9, 1.1)
 
     def __post_init__(self) -> None:
         if self.time_shift_ms < 0 or self.gain_db < 0:
@@ -117,6 +127,12 @@ class AugmentConfig:
             raise KwsError(f"stream-style probability {self.stream_prob} (--stream-style): expected a number in [0, 1]")
         if not 0.0 <= self.stream_cut_fraction < 1.0:
             raise KwsError(f"stream cut fraction {self.stream_cut_fraction} (--stream-cut): expected a number in [0, 1)")
+        if not 0.0 <= self.speed_prob <= 1.0:
+            raise KwsError(f"speed perturbation probability {self.speed_prob} (--speed-perturb): "
+                           "expected a number in [0, 1]")
+        lo, hi = self.speed_range
+        if not (0.5 <= lo <= hi <= 2.0):
+            raise KwsError(f"speed range {lo} {hi} (--speed-range): expected 0.5 <= MIN <= MAX <= 2")
 
     @classmethod
     def off(cls) -> "AugmentConfig":
@@ -126,7 +142,8 @@ class AugmentConfig:
 
     @property
     def waveform_on(self) -> bool:
-        return self.time_shift_ms > 0 or self.noise_prob > 0 or self.gain_db > 0 or self.stream_prob > 0
+        return (self.time_shift_ms > 0 or self.noise_prob > 0 or self.gain_db > 0 or self.stream_prob > 0
+                or self.speed_prob > 0)
 
     @property
     def masks_on(self) -> bool:
@@ -136,6 +153,7 @@ class AugmentConfig:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["snr_db"] = list(self.snr_db)
+        out["speed_range"] = list(self.speed_range)
         return out
 
 
@@ -213,6 +231,56 @@ class NoiseBank:
 # ---------------------------------------------------------------------------------------
 def _rms(x: np.ndarray) -> np.ndarray:
     return np.sqrt(np.mean(np.square(x, dtype=np.float64), axis=-1))
+
+
+def change_speed(audio: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """Play each row ``factors[row]`` times as fast, about the row's centre, keeping its length.
+
+    Output sample ``i`` is the input at ``c + (i - c) * factor`` (``c`` the centre), linearly
+    interpolated; what falls outside the input is zero. A factor above 1 speeds up and raises the
+    pitch, so the input is first low-passed (in the frequency domain) below ``nyquist / factor``
+    to keep what would pass the Nyquist frequency from folding back. A factor of exactly 1 returns
+    the row unchanged.
+
+    Parameters
+    ----------
+    audio : float32 (batch, n_samples)
+    factors : float (batch,)
+        Speed factors, > 0.
+
+    Returns
+    -------
+    float32 (batch, n_samples), a new array
+    """
+    audio = np.asarray(audio, dtype=np.float32)
+    factors = np.asarray(factors, dtype=np.float64)
+    if factors.shape != audio.shape[:1]:
+        raise KwsError(f"{factors.shape[0] if factors.ndim else 'scalar'} speed factors for "
+                       f"{audio.shape[0]} rows: expected one per row")
+    if not np.all(factors > 0):
+        raise KwsError(f"speed factors {factors[~(factors > 0)][:3].tolist()}: expected numbers > 0")
+    out = audio.copy()
+    n = audio.shape[-1]
+    if n == 0:
+        return out
+    rows = np.flatnonzero(factors != 1.0)
+    if not len(rows):
+        return out
+    src = audio[rows].astype(np.float64)
+    fast = factors[rows] > 1.0
+    if fast.any():
+        spectrum = np.fft.rfft(src[fast], axis=-1)
+        bins = np.arange(spectrum.shape[-1])
+        cutoff = (spectrum.shape[-1] - 1) / factors[rows][fast]      # in bins: nyquist / factor
+        spectrum[bins[None, :] > cutoff[:, None]] = 0.0
+        src[fast] = np.fft.irfft(spectrum, n=n, axis=-1)
+    centre = (n - 1) / 2.0
+    pos = centre + (np.arange(n)[None, :] - centre) * factors[rows][:, None]   # (rows, n)
+    inside = (pos >= 0) & (pos <= n - 1)
+    flat = np.clip(pos, 0, n - 1) + (np.arange(len(rows)) * n)[:, None]
+    values = np.interp(flat.ravel(), np.arange(len(rows) * n), src.ravel()).reshape(len(rows), n)
+    out[rows] = np.where(inside, values, 0.0).astype(np.float32)
+    return out
 
 
 def time_shift(audio: np.ndarray, max_shift_samples: int, rng: np.random.Generator, *,
@@ -381,16 +449,28 @@ class Augmenter:
                            "split and no --noise-dir); skipping it")
 
     def waveforms(self, audio: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Time shift, noise and gain on float32 (batch, n_samples) audio; returns a new array."""
+        """Speed, placement, time shift, noise and gain on float32 (batch, n_samples) audio.
+
+        Returns the augmented batch, float32 (batch, n_samples); ``audio`` itself is never written.
+        """
         cfg = self.config
         out = np.asarray(audio, dtype=np.float32)
+        owned = out is not audio and not np.shares_memory(out, audio)   # a fresh array we may write
         placed = np.zeros(len(out), dtype=bool)
+        if cfg.speed_prob > 0:
+            chosen = rng.random(len(out)) < cfg.speed_prob
+            factors = np.where(chosen, rng.uniform(cfg.speed_range[0], cfg.speed_range[1], len(out)), 1.0)
+            if chosen.any():
+                out, owned = change_speed(out, factors), True
         if cfg.stream_prob > 0:
-            out, placed = self._place(out, labels, rng)
+            new, placed = self._place(out, labels, rng)
+            owned = owned or new is not out
+            out = new
         if cfg.time_shift_ms > 0:
             free = ~placed
             if free.any():
-                out = out.copy()
+                if not owned:
+                    out, owned = out.copy(), True
                 out[free] = time_shift(out[free], int(round(cfg.time_shift_ms * self.sample_rate_hz / 1000.0)),
                                        rng, keep_speech=cfg.shift_keeps_speech, sample_rate_hz=self.sample_rate_hz)
         if cfg.noise_prob > 0 and self.noise is not None:
@@ -399,7 +479,8 @@ class Augmenter:
                 noise = self.noise.draw(len(chosen), out.shape[-1], rng)
                 snr = rng.uniform(cfg.snr_db[0], cfg.snr_db[1], len(chosen))
                 silent = None if self.silence_label is None else labels[chosen] == self.silence_label
-                out = out.copy()
+                if not owned:
+                    out, owned = out.copy(), True
                 out[chosen] = mix_noise(out[chosen], noise, snr, is_silence=silent, rng=rng)
         if cfg.gain_db > 0:
             out = apply_gain(out, cfg.gain_db, rng)

@@ -135,6 +135,11 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--stream-cut", type=float, default=0.0, metavar="F",
                    help="stream-style placements may leave up to this fraction of the word outside the "
                         "window (default 0)")
+    g.add_argument("--speed-perturb", type=float, default=0.0, metavar="P",
+                   help="probability that a clip is played faster or slower (tempo and pitch together) by a "
+                        "random factor in --speed-range: more voices from few speakers (default 0 = off)")
+    g.add_argument("--speed-range", type=float, nargs=2, default=(0.9, 1.1), metavar=("MIN", "MAX"),
+                   help="range of the speed factor (default 0.9 1.1)")
     g.add_argument("--hard-negatives", type=float, default=0.0, metavar="F",
                    help="after each epoch, score the training unknown clips (clean) and draw the fraction F "
                         f"of them with the highest keyword posterior {HARD_NEGATIVE_COPIES} more times in the "
@@ -183,6 +188,8 @@ def augment_config(args: argparse.Namespace) -> AugmentConfig:
         balance_power=args.balance_power,
         stream_prob=args.stream_style,
         stream_cut_fraction=args.stream_cut,
+        speed_prob=args.speed_perturb,
+        speed_range=tuple(args.speed_range),
     )
 
 

@@ -134,6 +134,97 @@ def test_augmenter_places_words_but_not_silence():
     assert aug.AugmentConfig(stream_prob=0.5, time_shift_ms=0, noise_prob=0, gain_db=0).waveform_on
 
 
+def _peak_hz(row, sr=8000):
+    spectrum = np.abs(np.fft.rfft(row * np.hanning(len(row))))
+    return np.argmax(spectrum) * sr / len(row), spectrum
+
+
+def test_change_speed_moves_pitch_and_tempo():
+    sr, n = 8000, 8000
+    t = np.arange(n) / sr
+    tones = np.stack([np.sin(2 * np.pi * f * t) for f in (500, 1000, 3900)]).astype(np.float32)
+    out = aug.change_speed(tones, np.array([1.1, 0.9, 1.1]))
+    assert out.dtype == np.float32 and out.shape == tones.shape
+    assert _peak_hz(out[0])[0] == pytest.approx(550, abs=1.5)      # faster: higher
+    assert _peak_hz(out[1])[0] == pytest.approx(900, abs=1.5)      # slower: lower
+    # 3900 Hz x 1.1 would pass 4 kHz and fold back to 3710 Hz: low-passed away instead
+    assert np.abs(out[2]).max() < 1e-3
+    # tempo: a burst in the middle 2000 samples spans 1000 at twice the speed, 4000 at half
+    burst = np.zeros((2, n), np.float32)
+    burst[:, 3000:5000] = 1.0
+    fast, slow = aug.change_speed(burst, np.array([2.0, 0.5]))
+    on = np.flatnonzero(fast > 0.5)
+    assert abs(on[0] - 3500) <= 2 and abs(on[-1] - 4499) <= 2
+    on = np.flatnonzero(slow > 0.5)
+    assert abs(on[0] - 2000) <= 2 and abs(on[-1] - 5999) <= 2
+    # speeding up runs out of clip at both ends: zeros there, nothing invented
+    flat = np.ones((1, n), np.float32)
+    sped = aug.change_speed(flat, np.array([1.25]))[0]
+    assert np.all(sped[:790] == 0) and np.all(sped[-790:] == 0)
+    assert sped[810:-810] == pytest.approx(np.ones(n - 1620), abs=1e-4)
+    np.testing.assert_array_equal(aug.change_speed(tones, np.ones(3)), tones)   # factor 1: untouched
+
+
+def test_change_speed_matches_a_direct_reference():
+    """Slowing down (no low-pass) against a sample-by-sample linear interpolation."""
+    x = _rng(3).standard_normal((2, 501)).astype(np.float32)
+    factors = np.array([0.93, 0.71])
+    out = aug.change_speed(x, factors)
+    n, c = x.shape[1], (x.shape[1] - 1) / 2
+    for row, r in enumerate(factors):
+        for i in range(n):
+            pos = c + (i - c) * r
+            k = int(np.floor(pos))
+            want = x[row, k] + (pos - k) * (x[row, min(k + 1, n - 1)] - x[row, k])
+            assert out[row, i] == pytest.approx(want, abs=1e-5)
+
+
+def test_change_speed_bad_factors():
+    x = np.zeros((2, 100), np.float32)
+    with pytest.raises(KwsError, match="expected numbers > 0"):
+        aug.change_speed(x, np.array([1.0, 0.0]))
+    with pytest.raises(KwsError, match="3 speed factors for 2 rows"):
+        aug.change_speed(x, np.ones(3))
+
+
+def test_augmenter_speed_is_seeded_and_never_writes_its_input():
+    sr = 8000
+    clips = np.stack([_word_clip(1500 + 100 * i, 2000, 0.3) for i in range(16)])
+    before = clips.copy()
+    labels = np.zeros(16, int)
+    cfg = aug.AugmentConfig(speed_prob=0.5, speed_range=(0.8, 1.2), time_shift_ms=0.0, noise_prob=0.0,
+                            gain_db=0.0)
+    assert cfg.waveform_on and cfg.to_dict()["speed_range"] == [0.8, 1.2]
+    augmenter = aug.Augmenter(cfg, sample_rate_hz=sr)
+    a = augmenter.waveforms(clips, labels, _rng(5))
+    b = augmenter.waveforms(clips, labels, _rng(5))
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(clips, before)
+    changed = np.array([not np.array_equal(a[i], clips[i]) for i in range(16)])
+    assert 3 <= changed.sum() <= 13          # about half the rows, never all or none
+    # every stage on, input float32: still never written
+    full = aug.Augmenter(aug.AugmentConfig(speed_prob=1.0), sample_rate_hz=sr,
+                         noise=aug.NoiseBank(recordings=[_rng(1).standard_normal(3 * sr).astype(np.float32)]))
+    full.waveforms(clips, labels, _rng(6))
+    np.testing.assert_array_equal(clips, before)
+    # only a shift, float32 input: a new array, the input untouched
+    shifted = aug.Augmenter(aug.AugmentConfig(time_shift_ms=100, noise_prob=0.0, gain_db=0.0),
+                            sample_rate_hz=sr).waveforms(clips, labels, _rng(7))
+    assert not np.shares_memory(shifted, clips)
+    np.testing.assert_array_equal(clips, before)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"speed_prob": 1.5}, "speed perturbation probability 1.5 (--speed-perturb): expected a number in [0, 1]"),
+    ({"speed_range": (1.2, 0.9)}, "speed range 1.2 0.9 (--speed-range): expected 0.5 <= MIN <= MAX <= 2"),
+    ({"speed_range": (0.1, 1.0)}, "speed range 0.1 1.0 (--speed-range)"),
+])
+def test_speed_config_errors(kwargs, message):
+    with pytest.raises(KwsError) as info:
+        aug.AugmentConfig(**kwargs)
+    assert message in str(info.value)
+
+
 def test_mix_noise_hits_the_requested_snr():
     rng = _rng(1)
     sig = (0.3 * np.sin(np.arange(8000) * 0.05)).astype(np.float32)[None].repeat(4, 0)
@@ -455,6 +546,9 @@ def test_existing_dir_is_refused_untouched(tmp_path, synth_npz, capsys):
     (["--data", "{synth}", "--model", "dscnn", "--stream-style", "1.5"], "1.5 (--stream-style): expected a number in [0, 1]"),
     (["--data", "{synth}", "--model", "dscnn", "--stream-cut", "1"], "1.0 (--stream-cut): expected a number in [0, 1)"),
     (["--data", "{synth}", "--model", "dscnn", "--hard-negatives", "2"], "--hard-negatives 2.0: expected a fraction in [0, 1]"),
+    (["--data", "{synth}", "--model", "dscnn", "--speed-perturb", "-1"], "-1.0 (--speed-perturb): expected a number in [0, 1]"),
+    (["--data", "{synth}", "--model", "dscnn", "--speed-perturb", "1", "--speed-range", "1.1", "0.9"],
+     "speed range 1.1 0.9 (--speed-range): expected 0.5 <= MIN <= MAX <= 2"),
 ])
 def test_bad_inputs_one_line_exit_2(tmp_path, synth_npz, capsys, argv, message):
     out_dir = tmp_path / "out"

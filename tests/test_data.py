@@ -375,3 +375,74 @@ def test_real_npz_speaker_split(shared_npz):
     assert _same(split, split_dataset(ds, seed=0))
     audio = ds.audio(split.test[:4])
     assert audio.dtype == np.float32 and np.abs(audio).max() <= 1.0
+
+
+# ------------------------------------------------------------------ extra training clips
+
+def _extra(tmp_path, small, *, speaker_prefix="tts", int16=False, name="extra.npz", **changes):
+    arrays = dict(small, speaker=np.array([f"{speaker_prefix}{s}" for s in small["speaker"]]))
+    if int16:
+        arrays["wav_vals"] = np.round(arrays["wav_vals"] * 32767).astype(np.int16)
+    arrays.update(changes)
+    return load_npz(_save(tmp_path / name, arrays))
+
+
+def test_add_training_clips_only_to_train(tmp_path, speaker_ds, small):
+    split = split_dataset(speaker_ds, seed=0)
+    extra = _extra(tmp_path, small)
+    joined, new = kdata.add_training_clips(speaker_ds, split, extra)
+    n, m = len(speaker_ds), len(extra)
+    assert len(joined) == n + m and new.by == split.by
+    np.testing.assert_array_equal(new.val, split.val)
+    np.testing.assert_array_equal(new.test, split.test)
+    np.testing.assert_array_equal(new.train, np.concatenate([split.train, np.arange(n, n + m)]))
+    # the original rows are untouched, the new ones are the extra's, in the original's dtype
+    np.testing.assert_array_equal(joined.audio(slice(0, n)), speaker_ds.audio(slice(None)))
+    assert joined.wav.dtype == speaker_ds.wav.dtype
+    np.testing.assert_allclose(joined.audio(slice(n, None)), extra.audio(slice(None)), atol=1e-7)
+    np.testing.assert_array_equal(joined.labels[n:], extra.labels)
+    np.testing.assert_array_equal(joined.speaker[n:], extra.speaker)
+    assert class_counts(joined, new.train)["yes"] == class_counts(speaker_ds, split.train)["yes"] + \
+        class_counts(extra)["yes"]
+
+
+def test_add_training_clips_float_into_int16(tmp_path, small):
+    pcm = dict(small, wav_vals=np.round(small["wav_vals"] * 32767).astype(np.int16))
+    ds = load_npz(_save(tmp_path / "pcm.npz", pcm))
+    split = split_dataset(ds, seed=0)
+    loud = dict(small, wav_vals=np.clip(small["wav_vals"] * 40, -1, 1))   # full-scale rows: clipped, no wrap
+    extra = _extra(tmp_path, loud)
+    joined, _ = kdata.add_training_clips(ds, split, extra)
+    assert joined.wav.dtype == np.int16
+    np.testing.assert_allclose(joined.audio(slice(len(ds), None)), extra.audio(slice(None)), atol=1 / 32768)
+    assert joined.wav[len(ds):].max() == 32767 and joined.wav[len(ds):].min() == -32768
+
+
+def test_add_training_clips_refuses_held_out_speakers_and_other_lengths(tmp_path, speaker_ds, small):
+    split = split_dataset(speaker_ds, seed=0)
+    held = str(speaker_ds.speaker[split.val[0]])
+    leaky = _extra(tmp_path, small, speaker_prefix="", name="leak.npz",
+                   speaker=np.array([held] * len(small["speaker"])))
+    with pytest.raises(DataError) as info:
+        kdata.add_training_clips(speaker_ds, split, leaky)
+    msg = str(info.value)
+    assert f"{tmp_path / 'leak.npz'}: speaker(s) {held!r} are validation or test speakers" in msg
+    assert "\n" not in msg
+    # a training speaker may come back: that leaks nothing
+    trained = str(speaker_ds.speaker[split.train[0]])
+    ok = _extra(tmp_path, small, speaker_prefix="", name="ok.npz", speaker=np.array([trained] * len(small["speaker"])))
+    assert len(kdata.add_training_clips(speaker_ds, split, ok)[0]) == len(speaker_ds) + len(ok)
+    short = Dataset(path=tmp_path / "short.npz", wav=np.zeros((2, 4000), np.float32), labels=np.zeros(2, np.int64),
+                    sample_rate_hz=4000)
+    with pytest.raises(DataError, match="short.npz: clips of 4000 samples at 4000 Hz; expected 8000 at 8000 Hz"):
+        kdata.add_training_clips(speaker_ds, split, short)
+
+
+def test_add_training_clips_without_speakers_warns(tmp_path, speaker_ds, small, caplog):
+    split = split_dataset(speaker_ds, seed=0)
+    arrays = {k: v for k, v in small.items() if k != "speaker"}
+    extra = load_npz(_save(tmp_path / "anon.npz", arrays))
+    with caplog.at_level("WARNING"):
+        joined, _ = kdata.add_training_clips(speaker_ds, split, extra)
+    assert "anon.npz has no speaker array" in caplog.text
+    assert set(joined.speaker[len(speaker_ds):]) == {"file:anon.npz"}

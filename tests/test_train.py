@@ -534,6 +534,41 @@ def test_existing_dir_is_refused_untouched(tmp_path, synth_npz, capsys):
     assert sorted(p.name for p in out_dir.iterdir()) == ["model.keras"]
 
 
+def _extra_npz(path, *, speaker_prefix):
+    from kws.train.synth import synthetic_dataset
+
+    arrays = synthetic_dataset(clips_per_label=4, n_speakers=3, seed=9)
+    arrays["speaker"] = np.array([f"{speaker_prefix}{s}" for s in arrays["speaker"]])
+    np.savez(path, **arrays)
+    return path
+
+
+def test_kws_train_extra_train_clips(tmp_path, synth_npz, capsys):
+    extra = _extra_npz(tmp_path / "tts.npz", speaker_prefix="tts-")
+    out_dir = tmp_path / "run"
+    code, out, err = _train(capsys, "--data", synth_npz, "--model", "dscnn", "--width", 8, "--depth", 2,
+                            "--epochs", 1, "--steps-per-epoch", 2, "--extra-train", extra, "--out", out_dir)
+    assert code == 0, err
+    assert f"extra training clips {extra}: 48 clips from 3 speakers" in out
+    meta = ModelMeta.load(out_dir / "model.json")
+    data = meta.extra["data"]
+    assert data["n_clips"] == 288                       # the --data clips only
+    assert data["extra_train"] == [{"path": str(extra), "n_clips": 48, "speakers": 3,
+                                    "labels": {name: 4 for name in meta.labels}}]
+    sizes = meta.extra["split"]["sizes"]
+    assert sizes["train"] + sizes["val"] + sizes["test"] == 288   # extra clips are not in the split sizes
+    assert json.loads((out_dir / "eval.json").read_text())["n"] == sizes["test"]
+
+
+def test_kws_train_extra_train_refuses_held_out_speakers(tmp_path, synth_npz, capsys):
+    leaky = _extra_npz(tmp_path / "leaky.npz", speaker_prefix="")   # synth000.. are the --data speakers
+    out_dir = tmp_path / "run"
+    code, _, err = _train(capsys, "--data", synth_npz, "--model", "dscnn", "--extra-train", leaky, "--out", out_dir)
+    assert code == 2
+    assert err.startswith("kws-train: error: ") and "are validation or test speakers of" in err, err
+    assert len(err.strip().splitlines()) == 1 and not out_dir.exists()
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--model", "dscnn"], "--data FILE.npz is required"),
     (["--data", "{tmp}/nope.npz", "--model", "dscnn"], "nope.npz: file not found"),
@@ -546,6 +581,7 @@ def test_existing_dir_is_refused_untouched(tmp_path, synth_npz, capsys):
     (["--data", "{synth}", "--model", "dscnn", "--stream-style", "1.5"], "1.5 (--stream-style): expected a number in [0, 1]"),
     (["--data", "{synth}", "--model", "dscnn", "--stream-cut", "1"], "1.0 (--stream-cut): expected a number in [0, 1)"),
     (["--data", "{synth}", "--model", "dscnn", "--hard-negatives", "2"], "--hard-negatives 2.0: expected a fraction in [0, 1]"),
+    (["--data", "{synth}", "--model", "dscnn", "--extra-train", "{tmp}/nope.npz"], "nope.npz: file not found"),
     (["--data", "{synth}", "--model", "dscnn", "--speed-perturb", "-1"], "-1.0 (--speed-perturb): expected a number in [0, 1]"),
     (["--data", "{synth}", "--model", "dscnn", "--speed-perturb", "1", "--speed-range", "1.1", "0.9"],
      "speed range 1.1 0.9 (--speed-range): expected 0.5 <= MIN <= MAX <= 2"),

@@ -523,3 +523,65 @@ def split_dataset(ds: Dataset, *, seed: int = 0, val_fraction: float = 0.1, test
     if by == "split":
         raise DataError(f"{ds.path}: has no split array (train/validation/testing)")
     return _split_stratified(ds, seed, val_fraction, test_fraction)
+
+
+# --------------------------------------------------------------------------------------------
+# Extra training clips
+
+
+def add_training_clips(ds: Dataset, split: Split, extra: Dataset) -> tuple[Dataset, Split]:
+    """Append ``extra``'s clips to ``ds`` and to ``split.train`` only.
+
+    Validation and test stay exactly the clips :func:`split_dataset` chose from ``ds`` (their
+    indices do not move: ``ds``'s rows come first), so a run with extra clips is scored on the
+    same speakers as one without.
+
+    Parameters
+    ----------
+    ds, split : the dataset and its split
+    extra : Dataset
+        Same clip length and sample rate. Its ``speaker`` ids must not be those of any validation
+        or test speaker of ``ds`` (they would leak into training); without a ``speaker`` array
+        this cannot be checked, and a warning says so.
+
+    Returns
+    -------
+    (Dataset, Split)
+        The joined dataset (its ``wav`` in ``ds.wav``'s dtype, in memory; int16 rows from float
+        audio are rounded and clipped) and the split with the new rows in ``train``.
+
+    Raises
+    ------
+    DataError
+        Clip length or sample rate differ, or a speaker is shared with validation or test.
+    """
+    if extra.window_samples != ds.window_samples or extra.sample_rate_hz != ds.sample_rate_hz:
+        raise DataError(f"{extra.path}: clips of {extra.window_samples} samples at {extra.sample_rate_hz} Hz; "
+                        f"expected {ds.window_samples} at {ds.sample_rate_hz} Hz like {ds.path}")
+    if extra.speaker is None:
+        logger.warning("%s has no speaker array: cannot check that none of its speakers is a validation "
+                       "or test speaker", extra.path)
+    elif ds.speaker is not None:
+        held_out = np.concatenate([split.val, split.test])
+        shared = sorted(set(np.unique(extra.speaker).tolist()) & set(np.unique(ds.speaker[held_out]).tolist()))
+        if shared:
+            raise DataError(f"{extra.path}: speaker(s) {', '.join(map(repr, shared[:5]))}"
+                            f"{f' and {len(shared) - 5} more' if len(shared) > 5 else ''} are validation or "
+                            f"test speakers of {ds.path}; extra training clips must come from other speakers")
+    rows = extra.audio(slice(None))
+    if ds.wav.dtype == np.int16:
+        rows = np.clip(np.round(rows * 32768.0), -32768, 32767).astype(np.int16)
+    else:
+        rows = rows.astype(ds.wav.dtype)
+    wav = np.concatenate([np.asarray(ds.wav), rows])
+    speaker = None
+    if ds.speaker is not None or extra.speaker is not None:
+        def _ids(d: Dataset, tag: str) -> np.ndarray:
+            return d.speaker if d.speaker is not None else np.full(len(d), f"{tag}:{d.path.name}")
+        speaker = np.concatenate([_ids(ds, "file"), _ids(extra, "file")])
+    split_array = None if ds.split is None else np.concatenate([ds.split, np.full(len(extra), "train")])
+    joined = Dataset(path=ds.path, wav=wav, labels=np.concatenate([ds.labels, extra.labels]),
+                     label_names=ds.label_names, speaker=speaker, split=split_array,
+                     sample_rate_hz=ds.sample_rate_hz)
+    new = np.arange(len(ds), len(ds) + len(extra), dtype=np.int64)
+    return joined, Split(train=np.concatenate([split.train, new]), val=split.val, test=split.test, by=split.by)

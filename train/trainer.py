@@ -140,6 +140,10 @@ def _parser() -> argparse.ArgumentParser:
                         "random factor in --speed-range: more voices from few speakers (default 0 = off)")
     g.add_argument("--speed-range", type=float, nargs=2, default=(0.9, 1.1), metavar=("MIN", "MAX"),
                    help="range of the speed factor (default 0.9 1.1)")
+    g.add_argument("--extra-train", action="append", default=[], metavar="NPZ",
+                   help="add this npz's clips to the training split only (repeatable), e.g. kws-data demo's "
+                        "synthetic speech; validation and test stay the --data speakers. Refused if it shares "
+                        "a speaker with them")
     g.add_argument("--hard-negatives", type=float, default=0.0, metavar="F",
                    help="after each epoch, score the training unknown clips (clean) and draw the fraction F "
                         f"of them with the highest keyword posterior {HARD_NEGATIVE_COPIES} more times in the "
@@ -420,7 +424,7 @@ def _main(argv: Sequence[str] | None) -> int:
     out = Path(args.out or Path("runs") / args.model)
     _check_out_dir(out, args.force)
 
-    from kws.train.data import load_npz, split_dataset
+    from kws.train.data import add_training_clips, class_counts, load_npz, split_dataset
     from kws.train.dataset import feature_config, preset_of
 
     preset = args.features or spec.features
@@ -434,6 +438,14 @@ def _main(argv: Sequence[str] | None) -> int:
     if len(split.train) == 0 or len(split.val) == 0:
         raise KwsError(f"{args.data}: split gives train={len(split.train)}, val={len(split.val)} clips; "
                        "need both non-empty (add clips or change --val-fraction/--test-fraction)")
+    n_clips, sizes, extras = len(ds), split.sizes(), []
+    for path in args.extra_train:
+        extra = load_npz(path, allow_pickle=args.allow_pickle, sample_rate_hz=ds.sample_rate_hz,
+                         window_samples=ds.window_samples)
+        ds, split = add_training_clips(ds, split, extra)
+        extras.append({"path": str(Path(path).resolve()), "n_clips": len(extra),
+                       "speakers": None if extra.speaker is None else int(len(np.unique(extra.speaker))),
+                       "labels": class_counts(extra)})
     noise_bank = None
     if aug.noise_prob > 0:
         from kws.train.augment import NoiseBank
@@ -461,13 +473,15 @@ def _main(argv: Sequence[str] | None) -> int:
         from kws.train.distill import load_teachers
 
         teacher, teacher_infos = load_teachers(
-            args.teacher, labels=ds.label_names, features=features, n_clips=len(ds),
+            args.teacher, labels=ds.label_names, features=features, n_clips=n_clips,
             split={"seed": args.seed, "val_fraction": args.val_fraction, "test_fraction": args.test_fraction})
     print(f"model {args.model} {knobs}: {n_params:,} parameters, {format_macs(macs)} MACs per inference "
           f"({macs:,}); input {features.input_shape} ({preset})")
-    sizes = split.sizes()
-    print(f"data {args.data}: {len(ds)} clips; split by {split.by}: train {sizes['train']}, "
+    print(f"data {args.data}: {n_clips} clips; split by {split.by}: train {sizes['train']}, "
           f"val {sizes['val']}, test {sizes['test']}")
+    for extra in extras:
+        print(f"extra training clips {extra['path']}: {extra['n_clips']} clips"
+              + (f" from {extra['speakers']} speakers" if extra["speakers"] is not None else ""))
     if aug == AugmentConfig.off():
         print("augmentation: off")
     else:
@@ -505,7 +519,8 @@ def _main(argv: Sequence[str] | None) -> int:
                      "status": "running", "started_utc": _utc_now(), "keras": keras.__version__,
                      "backend": keras.backend.backend(),
                      **({"teachers": [t.to_dict() for t in teacher_infos]} if teacher is not None else {})},
-        "data": {"path": str(Path(args.data).resolve()), "n_clips": len(ds)},
+        "data": {"path": str(Path(args.data).resolve()), "n_clips": n_clips,
+                 **({"extra_train": extras} if extras else {})},
     })
     meta.save(out / "model.json")
 

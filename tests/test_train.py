@@ -560,6 +560,19 @@ def test_kws_train_extra_train_clips(tmp_path, synth_npz, capsys):
     assert json.loads((out_dir / "eval.json").read_text())["n"] == sizes["test"]
 
 
+def test_kws_train_split_seed_keeps_the_split(tmp_path, synth_npz, capsys):
+    out_dir = tmp_path / "run"
+    code, _, err = _train(capsys, "--data", synth_npz, "--model", "dscnn", "--width", 8, "--depth", 2,
+                          "--epochs", 1, "--steps-per-epoch", 1, "--seed", 3, "--split-seed", 0, "--out", out_dir)
+    assert code == 0, err
+    meta = ModelMeta.load(out_dir / "model.json")
+    ds = load_npz(synth_npz)
+    want, other = split_dataset(ds, seed=0), split_dataset(ds, seed=3)
+    assert want.sizes() != other.sizes() or not np.array_equal(want.test, other.test)   # seed 3 would differ
+    assert meta.extra["split"]["seed"] == 0 and meta.extra["split"]["sizes"] == want.sizes()
+    assert meta.extra["training"]["seed"] == 3 and meta.extra["training"]["split_seed"] == 0
+
+
 def test_kws_train_extra_train_refuses_held_out_speakers(tmp_path, synth_npz, capsys):
     leaky = _extra_npz(tmp_path / "leaky.npz", speaker_prefix="")   # synth000.. are the --data speakers
     out_dir = tmp_path / "run"

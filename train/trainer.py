@@ -115,7 +115,11 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--early-stopping", type=int, default=0, metavar="PATIENCE",
                    help="stop after PATIENCE epochs without a lower val loss (0 = off)")
     g.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing (default 0)")
-    g.add_argument("--seed", type=int, default=0, help="seed for the split, the weights and augmentation")
+    g.add_argument("--seed", type=int, default=0,
+                   help="seed for the weights, augmentation and (unless --split-seed) the split")
+    g.add_argument("--split-seed", type=int, metavar="SEED",
+                   help="seed for the split only (default: --seed); keep it while changing --seed to retrain "
+                        "on the same training, validation and test speakers")
     g.add_argument("--val-fraction", type=float, default=0.1, help="fraction of clips for validation")
     g.add_argument("--test-fraction", type=float, default=0.1, help="fraction of clips for the test")
     g.add_argument("--steps-per-epoch", type=int, help="cap on batches per epoch (quick runs)")
@@ -434,7 +438,8 @@ def _main(argv: Sequence[str] | None) -> int:
     if len(features.input_shape) != spec.rank + 1:
         raise KwsError(f"model {args.model} needs {'a waveform' if spec.rank == 1 else 'a spectrogram'} input; "
                        f"--features {preset} gives shape {features.input_shape}; use --features {spec.features}")
-    split = split_dataset(ds, seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction)
+    split_seed = args.seed if args.split_seed is None else args.split_seed
+    split = split_dataset(ds, seed=split_seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction)
     if len(split.train) == 0 or len(split.val) == 0:
         raise KwsError(f"{args.data}: split gives train={len(split.train)}, val={len(split.val)} clips; "
                        "need both non-empty (add clips or change --val-fraction/--test-fraction)")
@@ -474,7 +479,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
         teacher, teacher_infos = load_teachers(
             args.teacher, labels=ds.label_names, features=features, n_clips=n_clips,
-            split={"seed": args.seed, "val_fraction": args.val_fraction, "test_fraction": args.test_fraction})
+            split={"seed": split_seed, "val_fraction": args.val_fraction, "test_fraction": args.test_fraction})
     print(f"model {args.model} {knobs}: {n_params:,} parameters, {format_macs(macs)} MACs per inference "
           f"({macs:,}); input {features.input_shape} ({preset})")
     print(f"data {args.data}: {n_clips} clips; split by {split.by}: train {sizes['train']}, "
@@ -512,7 +517,7 @@ def _main(argv: Sequence[str] | None) -> int:
     meta = ModelMeta(tuple(ds.label_names), features, {
         "architecture": {"name": args.model, "params": knobs, "macs": macs, "parameters": n_params,
                          "input_shape": list(features.input_shape), "description": spec.description},
-        "split": {"seed": args.seed, "val_fraction": args.val_fraction, "test_fraction": args.test_fraction,
+        "split": {"seed": split_seed, "val_fraction": args.val_fraction, "test_fraction": args.test_fraction,
                   "by": split.by, "sizes": sizes},
         "training": {**_jsonable_args(args), "features_preset": preset_of(features),
                      "augmentation": aug.to_dict(), "noise": noise_bank.source if noise_bank else None,

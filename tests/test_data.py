@@ -446,3 +446,16 @@ def test_add_training_clips_without_speakers_warns(tmp_path, speaker_ds, small, 
         joined, _ = kdata.add_training_clips(speaker_ds, split, extra)
     assert "anon.npz has no speaker array" in caplog.text
     assert set(joined.speaker[len(speaker_ds):]) == {"file:anon.npz"}
+
+
+def test_add_training_clips_several_at_once(tmp_path, speaker_ds, small):
+    split = split_dataset(speaker_ds, seed=0)
+    a = _extra(tmp_path, small, speaker_prefix="a-", name="a.npz")
+    b = _extra(tmp_path, small, speaker_prefix="b-", int16=True, name="b.npz")
+    joined, new = kdata.add_training_clips(speaker_ds, split, a, b)
+    n, m = len(speaker_ds), len(a)
+    np.testing.assert_array_equal(new.train, np.concatenate([split.train, np.arange(n, n + 2 * m)]))
+    np.testing.assert_array_equal(joined.speaker[n:], np.concatenate([a.speaker, b.speaker]))
+    np.testing.assert_allclose(joined.audio(slice(n + m, None)), b.audio(slice(None)), atol=1 / 32768)
+    same_ds, same_split = kdata.add_training_clips(speaker_ds, split)   # nothing to add
+    assert same_ds is speaker_ds and same_split is split

@@ -454,23 +454,18 @@ class Augmenter:
         Returns the augmented batch, float32 (batch, n_samples); ``audio`` itself is never written.
         """
         cfg = self.config
-        out = np.asarray(audio, dtype=np.float32)
-        owned = out is not audio and not np.shares_memory(out, audio)   # a fresh array we may write
+        out = np.array(audio, dtype=np.float32)   # one copy: the stages below write into it
         placed = np.zeros(len(out), dtype=bool)
         if cfg.speed_prob > 0:
             chosen = rng.random(len(out)) < cfg.speed_prob
             factors = np.where(chosen, rng.uniform(cfg.speed_range[0], cfg.speed_range[1], len(out)), 1.0)
             if chosen.any():
-                out, owned = change_speed(out, factors), True
+                out = change_speed(out, factors)
         if cfg.stream_prob > 0:
-            new, placed = self._place(out, labels, rng)
-            owned = owned or new is not out
-            out = new
+            out, placed = self._place(out, labels, rng)
         if cfg.time_shift_ms > 0:
             free = ~placed
             if free.any():
-                if not owned:
-                    out, owned = out.copy(), True
                 out[free] = time_shift(out[free], int(round(cfg.time_shift_ms * self.sample_rate_hz / 1000.0)),
                                        rng, keep_speech=cfg.shift_keeps_speech, sample_rate_hz=self.sample_rate_hz)
         if cfg.noise_prob > 0 and self.noise is not None:
@@ -479,8 +474,6 @@ class Augmenter:
                 noise = self.noise.draw(len(chosen), out.shape[-1], rng)
                 snr = rng.uniform(cfg.snr_db[0], cfg.snr_db[1], len(chosen))
                 silent = None if self.silence_label is None else labels[chosen] == self.silence_label
-                if not owned:
-                    out, owned = out.copy(), True
                 out[chosen] = mix_noise(out[chosen], noise, snr, is_silence=silent, rng=rng)
         if cfg.gain_db > 0:
             out = apply_gain(out, cfg.gain_db, rng)

@@ -112,6 +112,12 @@ class Dataset:
         return np.asarray(self.label_names)[self.labels[idx]]
 
 
+def to_pcm16(audio: np.ndarray) -> np.ndarray:
+    """float audio in [-1, 1] -> int16 PCM (``round(x * 32768)``, clipped to [-32768, 32767]): the
+    inverse of :meth:`Dataset.audio` for int16 sets."""
+    return np.clip(np.round(np.asarray(audio) * 32768.0), -32768, 32767).astype(np.int16)
+
+
 @dataclass(frozen=True)
 class Split:
     """Index arrays (int64, sorted) into a :class:`Dataset`; ``by`` says how they were made
@@ -529,8 +535,8 @@ def split_dataset(ds: Dataset, *, seed: int = 0, val_fraction: float = 0.1, test
 # Extra training clips
 
 
-def add_training_clips(ds: Dataset, split: Split, extra: Dataset) -> tuple[Dataset, Split]:
-    """Append ``extra``'s clips to ``ds`` and to ``split.train`` only.
+def add_training_clips(ds: Dataset, split: Split, *extras: Dataset) -> tuple[Dataset, Split]:
+    """Append the ``extras``' clips to ``ds`` and to ``split.train`` only.
 
     Validation and test stay exactly the clips :func:`split_dataset` chose from ``ds`` (their
     indices do not move: ``ds``'s rows come first), so a run with extra clips is scored on the
@@ -539,8 +545,8 @@ def add_training_clips(ds: Dataset, split: Split, extra: Dataset) -> tuple[Datas
     Parameters
     ----------
     ds, split : the dataset and its split
-    extra : Dataset
-        Same clip length and sample rate. Its ``speaker`` ids must not be those of any validation
+    *extras : Dataset
+        Same clip length and sample rate. Their ``speaker`` ids must not be those of any validation
         or test speaker of ``ds`` (they would leak into training); without a ``speaker`` array
         this cannot be checked, and a warning says so.
 
@@ -548,40 +554,47 @@ def add_training_clips(ds: Dataset, split: Split, extra: Dataset) -> tuple[Datas
     -------
     (Dataset, Split)
         The joined dataset (its ``wav`` in ``ds.wav``'s dtype, in memory; int16 rows from float
-        audio are rounded and clipped) and the split with the new rows in ``train``.
+        audio are rounded and clipped, :func:`to_pcm16`) and the split with the new rows in ``train``.
 
     Raises
     ------
     DataError
         Clip length or sample rate differ, or a speaker is shared with validation or test.
     """
-    if extra.window_samples != ds.window_samples or extra.sample_rate_hz != ds.sample_rate_hz:
-        raise DataError(f"{extra.path}: clips of {extra.window_samples} samples at {extra.sample_rate_hz} Hz; "
-                        f"expected {ds.window_samples} at {ds.sample_rate_hz} Hz like {ds.path}")
-    if extra.speaker is None:
-        logger.warning("%s has no speaker array: cannot check that none of its speakers is a validation "
-                       "or test speaker", extra.path)
-    elif ds.speaker is not None:
-        held_out = np.concatenate([split.val, split.test])
-        shared = sorted(set(np.unique(extra.speaker).tolist()) & set(np.unique(ds.speaker[held_out]).tolist()))
-        if shared:
-            raise DataError(f"{extra.path}: speaker(s) {', '.join(map(repr, shared[:5]))}"
-                            f"{f' and {len(shared) - 5} more' if len(shared) > 5 else ''} are validation or "
-                            f"test speakers of {ds.path}; extra training clips must come from other speakers")
-    rows = extra.audio(slice(None))
-    if ds.wav.dtype == np.int16:
-        rows = np.clip(np.round(rows * 32768.0), -32768, 32767).astype(np.int16)
-    else:
-        rows = rows.astype(ds.wav.dtype)
-    wav = np.concatenate([np.asarray(ds.wav), rows])
+    held_out = None
+    if ds.speaker is not None:
+        held_out = set(np.unique(ds.speaker[np.concatenate([split.val, split.test])]).tolist())
+    for extra in extras:
+        if extra.window_samples != ds.window_samples or extra.sample_rate_hz != ds.sample_rate_hz:
+            raise DataError(f"{extra.path}: clips of {extra.window_samples} samples at {extra.sample_rate_hz} Hz; "
+                            f"expected {ds.window_samples} at {ds.sample_rate_hz} Hz like {ds.path}")
+        if extra.speaker is None:
+            logger.warning("%s has no speaker array: cannot check that none of its speakers is a validation "
+                           "or test speaker", extra.path)
+        elif held_out is not None:
+            shared = sorted(set(np.unique(extra.speaker).tolist()) & held_out)
+            if shared:
+                raise DataError(f"{extra.path}: speaker(s) {', '.join(map(repr, shared[:5]))}"
+                                f"{f' and {len(shared) - 5} more' if len(shared) > 5 else ''} are validation or "
+                                f"test speakers of {ds.path}; extra training clips must come from other speakers")
+    if not extras:
+        return ds, split
+
+    def _rows(d: Dataset) -> np.ndarray:
+        audio = d.audio(slice(None))
+        return to_pcm16(audio) if ds.wav.dtype == np.int16 else audio.astype(ds.wav.dtype)
+
+    def _speakers(d: Dataset) -> np.ndarray:
+        return d.speaker if d.speaker is not None else np.full(len(d), f"file:{d.path.name}")
+
+    parts = (ds, *extras)
     speaker = None
-    if ds.speaker is not None or extra.speaker is not None:
-        def _ids(d: Dataset, tag: str) -> np.ndarray:
-            return d.speaker if d.speaker is not None else np.full(len(d), f"{tag}:{d.path.name}")
-        speaker = np.concatenate([_ids(ds, "file"), _ids(extra, "file")])
-    split_array = None if ds.split is None else np.concatenate([ds.split, np.full(len(extra), "train")])
-    joined = Dataset(path=ds.path, wav=wav, labels=np.concatenate([ds.labels, extra.labels]),
-                     label_names=ds.label_names, speaker=speaker, split=split_array,
-                     sample_rate_hz=ds.sample_rate_hz)
-    new = np.arange(len(ds), len(ds) + len(extra), dtype=np.int64)
+    if any(d.speaker is not None for d in parts):
+        speaker = np.concatenate([_speakers(d) for d in parts])
+    n_extra = sum(len(d) for d in extras)
+    split_array = None if ds.split is None else np.concatenate([ds.split, np.full(n_extra, "train")])
+    joined = Dataset(path=ds.path, wav=np.concatenate([np.asarray(ds.wav), *(_rows(d) for d in extras)]),
+                     labels=np.concatenate([d.labels for d in parts]), label_names=ds.label_names,
+                     speaker=speaker, split=split_array, sample_rate_hz=ds.sample_rate_hz)
+    new = np.arange(len(ds), len(ds) + n_extra, dtype=np.int64)
     return joined, Split(train=np.concatenate([split.train, new]), val=split.val, test=split.test, by=split.by)

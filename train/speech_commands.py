@@ -34,6 +34,7 @@ import numpy as np
 from kws.runtime.audio_io import read_wav, to_mono
 from kws.runtime.errors import DataError
 from kws.runtime.labels import KEYWORDS, SILENCE, UNKNOWN
+from kws.train.data import to_pcm16
 
 logger = logging.getLogger(__name__)
 
@@ -221,7 +222,7 @@ def build_from_folder(root: str | Path, out: str | Path, *, keywords: tuple[str,
     def _store(i: int, clip: np.ndarray) -> None:
         clip = fit_length(clip, window_samples)
         if dtype == "int16":
-            wav[i] = np.clip(np.round(clip * 32768.0), -32768, 32767).astype(np.int16)
+            wav[i] = to_pcm16(clip)
         else:
             wav[i] = clip
 

@@ -443,14 +443,13 @@ def _main(argv: Sequence[str] | None) -> int:
     if len(split.train) == 0 or len(split.val) == 0:
         raise KwsError(f"{args.data}: split gives train={len(split.train)}, val={len(split.val)} clips; "
                        "need both non-empty (add clips or change --val-fraction/--test-fraction)")
-    n_clips, sizes, extras = len(ds), split.sizes(), []
-    for path in args.extra_train:
-        extra = load_npz(path, allow_pickle=args.allow_pickle, sample_rate_hz=ds.sample_rate_hz,
-                         window_samples=ds.window_samples)
-        ds, split = add_training_clips(ds, split, extra)
-        extras.append({"path": str(Path(path).resolve()), "n_clips": len(extra),
-                       "speakers": None if extra.speaker is None else int(len(np.unique(extra.speaker))),
-                       "labels": class_counts(extra)})
+    n_clips, sizes = len(ds), split.sizes()
+    extra_sets = [load_npz(path, allow_pickle=args.allow_pickle, sample_rate_hz=ds.sample_rate_hz,
+                           window_samples=ds.window_samples) for path in args.extra_train]
+    ds, split = add_training_clips(ds, split, *extra_sets)
+    extras = [{"path": str(Path(path).resolve()), "n_clips": len(extra),
+               "speakers": None if extra.speaker is None else int(len(np.unique(extra.speaker))),
+               "labels": class_counts(extra)} for path, extra in zip(args.extra_train, extra_sets)]
     noise_bank = None
     if aug.noise_prob > 0:
         from kws.train.augment import NoiseBank

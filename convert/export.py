@@ -359,7 +359,7 @@ def export(source: Source, *, data_path: Path, out_dir: Path, kinds: Sequence[st
     ds = load_data(Path(data_path), cfg, model_name=name)
     y = map_labels(ds, meta.labels)
 
-    from kws.train.data import split_dataset
+    from kws.train.data import split_dataset, trained_parts
 
     settings = split_settings(meta)
     split = split_dataset(ds, **settings)
@@ -421,9 +421,15 @@ def export(source: Source, *, data_path: Path, out_dir: Path, kinds: Sequence[st
         logger.warning("the test split is empty (test_fraction=%s); no parity measured",
                        settings["test_fraction"])
     else:
+        held_out = "test" not in trained_parts(split_info)
+        if not held_out:
+            logger.warning("the model was trained on the test speakers too (split.trained_on %s): parity's "
+                           "agreement still measures quantization, but its accuracies are not held-out",
+                           list(trained_parts(split_info)))
         report = measure_parity(source.model, paths, ds.audio, y, test_idx, labels=meta.labels,
                                 config=cfg, threads=threads,
-                                info={"data": str(ds.path), "split": "test", "split_by": split.by})
+                                info={"data": str(ds.path), "split": "test", "split_by": split.by,
+                                      "held_out": held_out})
         parity_files = write_parity(report, out_dir)
         for kind, path in paths.items():
             metas[kind].replace(parity=report).save(sidecar_path(path))

@@ -459,3 +459,27 @@ def test_add_training_clips_several_at_once(tmp_path, speaker_ds, small):
     np.testing.assert_allclose(joined.audio(slice(n + m, None)), b.audio(slice(None)), atol=1 / 32768)
     same_ds, same_split = kdata.add_training_clips(speaker_ds, split)   # nothing to add
     assert same_ds is speaker_ds and same_split is split
+
+
+def test_fold_in_moves_parts_into_train(speaker_ds):
+    split = split_dataset(speaker_ds, seed=2)
+    both = kdata.fold_in(split, kdata.TRAIN_ON["train+val"])
+    np.testing.assert_array_equal(both.train, np.sort(np.concatenate([split.train, split.val])))
+    assert both.val.size == 0 and both.val.dtype == np.int64
+    np.testing.assert_array_equal(both.test, split.test)
+    assert both.by == split.by
+    every = kdata.fold_in(split, kdata.TRAIN_ON["all"])
+    np.testing.assert_array_equal(every.train, np.arange(len(speaker_ds)))
+    assert every.val.size == every.test.size == 0
+    same = kdata.fold_in(split, ("train",))
+    for part in ("train", "val", "test"):
+        np.testing.assert_array_equal(getattr(same, part), getattr(split, part))
+    for bad in (("val",), ("train", "holdout")):
+        with pytest.raises(DataError, match="expected 'train' and any of 'val', 'test'"):
+            kdata.fold_in(split, bad)
+
+
+def test_trained_parts_defaults_to_train():
+    assert kdata.trained_parts(None) == ("train",)
+    assert kdata.trained_parts({"seed": 0}) == ("train",)
+    assert kdata.trained_parts({"trained_on": ["train", "val"]}) == ("train", "val")

@@ -129,6 +129,8 @@ def _meta(labels=("a", "b"), features=FeatureConfig(), split=None, n_clips=10):
     (_meta(split={"seed": 0, "val_fraction": 0.2, "test_fraction": 0.1}),
      "trained with split val_fraction 0.2, the student uses 0.1"),
     (_meta(n_clips=11), "trained on 11 clips, the student's data has 10"),
+    (_meta(split={"seed": 0, "val_fraction": 0.1, "test_fraction": 0.1, "trained_on": ["train", "val"]}),
+     "trained on the val speakers too (split.trained_on ['train', 'val']), which the student holds out"),
 ])
 def test_check_teacher_names_the_difference(meta, message):
     with pytest.raises(KwsError) as info:

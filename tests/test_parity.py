@@ -151,6 +151,8 @@ def test_parity_report_numbers():
     md = format_markdown(report)
     assert "| int8 | 60.00% | 80.00% | 9 |" in md
     assert "| a | 2 | 50.00% | 50.00% |" in md
+    assert "not held-out" not in md
+    assert "the accuracies are not held-out" in format_markdown({**report, "held_out": False})
 
 
 # ---------------------------------------------------------------------------------------

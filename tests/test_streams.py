@@ -180,6 +180,27 @@ def test_test_split_and_model_json_split(synth_npz, ds, tmp_path):
     assert truth["settings"]["split_settings"]["seed"] == 5
 
 
+def test_model_json_trained_on_the_split_is_refused(synth_npz, tmp_path):
+    from kws.runtime.features import FeatureConfig
+    from kws.runtime.labels import SEED_LABELS
+    from kws.runtime.meta import ModelMeta
+
+    ModelMeta(SEED_LABELS, FeatureConfig(), {"split": {"seed": 0, "trained_on": ["train", "val", "test"]}}).save(
+        tmp_path / "all.json")
+    with pytest.raises(DataError, match=r"--split test: the model of --model-json .*all.json was trained on its "
+                                        r"test speakers too"):
+        run_cli("--data", synth_npz, "--minutes", 0.25, "--out", tmp_path / "x.wav", "--model-json",
+                tmp_path / "all.json")
+    assert not (tmp_path / "x.wav").exists()
+    ModelMeta(SEED_LABELS, FeatureConfig(), {"split": {"seed": 0, "trained_on": ["train", "val"]}}).save(
+        tmp_path / "tv.json")
+    assert run_cli("--data", synth_npz, "--minutes", 0.25, "--out", tmp_path / "t.wav", "--model-json",
+                   tmp_path / "tv.json") == 0
+    with pytest.raises(DataError, match="--split val: .* trained on its val speakers too"):
+        run_cli("--data", synth_npz, "--minutes", 0.25, "--out", tmp_path / "v.wav", "--split", "val",
+                "--model-json", tmp_path / "tv.json")
+
+
 def test_pair_writes_a_negatives_stream(synth_npz, tmp_path):
     assert run_cli("--data", synth_npz, "--minutes", 0.5, "--out", tmp_path / "s.wav", "--truth",
                    tmp_path / "s_truth.json", "--split", "all", "--pair") == 0

@@ -573,6 +573,41 @@ def test_kws_train_split_seed_keeps_the_split(tmp_path, synth_npz, capsys):
     assert meta.extra["training"]["seed"] == 3 and meta.extra["training"]["split_seed"] == 0
 
 
+def test_kws_train_on_train_and_val_keeps_the_last_epoch(tmp_path, synth_npz, capsys):
+    out_dir = tmp_path / "final"
+    code, out, err = _train(capsys, "--data", synth_npz, "--model", "dscnn", "--width", 8, "--depth", 2,
+                            "--epochs", 2, "--steps-per-epoch", 2, "--lr-schedule", "cosine",
+                            "--train-on", "train+val", "--out", out_dir)
+    assert code == 0, err
+    split = split_dataset(load_npz(synth_npz), seed=0)
+    n_train = len(split.train) + len(split.val)
+    assert f"training on train + val: {n_train} clips; no validation, model.keras is the last epoch" in out
+    assert "val_loss" not in out.split("training on")[1].split("last checkpoint")[0]
+    meta = ModelMeta.load(out_dir / "model.json")
+    assert meta.extra["split"]["trained_on"] == ["train", "val"]
+    assert meta.extra["split"]["sizes"] == split.sizes()          # the split as made, before folding in
+    training = meta.extra["training"]
+    assert training["best_epoch"] == 2 and training["best_val_loss"] is None and training["train_on"] == "train+val"
+    history = json.loads((out_dir / "history.json").read_text())
+    assert len(history["loss"]) == 2 and "val_loss" not in history
+    report = json.loads((out_dir / "eval.json").read_text())
+    assert report["split"] == "test" and report["n"] == len(split.test)   # the test speakers stay held out
+    assert report["checkpoint"] == {"epoch": 2, "val_loss": None}
+    assert "last checkpoint: epoch 2 (loss " in out
+
+
+def test_kws_train_on_all_writes_no_evaluation(tmp_path, synth_npz, capsys):
+    out_dir = tmp_path / "all"
+    code, out, err = _train(capsys, "--data", synth_npz, "--model", "dscnn", "--width", 8, "--depth", 2,
+                            "--epochs", 1, "--steps-per-epoch", 2, "--train-on", "all", "--out", out_dir)
+    assert code == 0, err
+    assert "training on train + val + test: 288 clips" in out and "nothing held out" in out
+    assert (out_dir / "model.keras").is_file() and not (out_dir / "eval.json").exists()
+    meta = ModelMeta.load(out_dir / "model.json")
+    assert meta.extra["split"]["trained_on"] == ["train", "val", "test"]
+    assert meta.extra["training"]["status"] == "finished" and "evaluation" not in meta.extra
+
+
 def test_kws_train_extra_train_refuses_held_out_speakers(tmp_path, synth_npz, capsys):
     leaky = _extra_npz(tmp_path / "leaky.npz", speaker_prefix="")   # synth000.. are the --data speakers
     out_dir = tmp_path / "run"
@@ -590,6 +625,10 @@ def test_kws_train_extra_train_refuses_held_out_speakers(tmp_path, synth_npz, ca
     (["--data", "{synth}", "--model", "conv1d", "--features", "log-mel"], "model conv1d needs a waveform input"),
     (["--data", "{synth}", "--model", "dscnn", "--epochs", "0"], "--epochs 0: expected a positive integer"),
     (["--data", "{synth}", "--model", "dscnn", "--val-fraction", "0"], "--val-fraction 0.0: expected > 0"),
+    (["--data", "{synth}", "--model", "dscnn", "--train-on", "all", "--early-stopping", "3"],
+     "--early-stopping with --train-on all: the validation speakers are trained on"),
+    (["--data", "{synth}", "--model", "dscnn", "--train-on", "train+val", "--lr-schedule", "plateau"],
+     "--lr-schedule plateau with --train-on train+val"),
     (["--data", "{synth}", "--model", "dscnn", "--noise-dir", "{tmp}/none"], "--noise-dir"),
     (["--data", "{synth}", "--model", "dscnn", "--stream-style", "1.5"], "1.5 (--stream-style): expected a number in [0, 1]"),
     (["--data", "{synth}", "--model", "dscnn", "--stream-cut", "1"], "1.0 (--stream-cut): expected a number in [0, 1)"),

@@ -29,6 +29,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -46,6 +47,8 @@ REQUIRED_KEYS = (WAV_KEY, LABEL_KEY)
 SPLIT_NAMES = ("train", "validation", "testing")
 #: Split methods :func:`split_dataset` knows; ``auto`` = speaker, else split array, else stratified.
 SPLIT_METHODS = ("auto", "speaker", "split", "stratified")
+#: ``kws-train --train-on``: the parts of the split a model is fitted on.
+TRAIN_ON = {"train": ("train",), "train+val": ("train", "val"), "all": ("train", "val", "test")}
 
 _WAV_DTYPES = (np.dtype(np.int16), np.dtype(np.float32), np.dtype(np.float64))
 _CHUNK_ROWS = 4096
@@ -598,3 +601,35 @@ def add_training_clips(ds: Dataset, split: Split, *extras: Dataset) -> tuple[Dat
                      speaker=speaker, split=split_array, sample_rate_hz=ds.sample_rate_hz)
     new = np.arange(len(ds), len(ds) + n_extra, dtype=np.int64)
     return joined, Split(train=np.concatenate([split.train, new]), val=split.val, test=split.test, by=split.by)
+
+
+def fold_in(split: Split, parts: Sequence[str]) -> Split:
+    """The split with every part named in ``parts`` moved into ``train`` (and emptied).
+
+    This is the final fit of a recipe chosen on held-out speakers (``kws-train --train-on``): the
+    same speakers are split the same way, and the validation (and test) speakers join training.
+
+    Parameters
+    ----------
+    split : the split :func:`split_dataset` made
+    parts : a value of :data:`TRAIN_ON`, e.g. ``("train", "val")``; must include ``"train"``
+
+    Returns
+    -------
+    Split with sorted int64 ``train``; the parts folded in are empty arrays.
+    """
+    known = ("train", "val", "test")
+    bad = [p for p in parts if p not in known]
+    if bad or "train" not in parts:
+        raise DataError(f"parts {list(parts)}: expected 'train' and any of 'val', 'test'")
+    empty = np.zeros(0, dtype=np.int64)
+    train = np.sort(np.concatenate([getattr(split, p) for p in known if p in parts])).astype(np.int64)
+    return Split(train=train, val=empty if "val" in parts else split.val,
+                 test=empty if "test" in parts else split.test, by=split.by)
+
+
+def trained_parts(split_meta: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The parts of the split a model was fitted on, from its JSON's ``split`` section
+    (``trained_on``; models trained before ``--train-on`` existed used ``("train",)``)."""
+    raw = (split_meta or {}).get("trained_on") or ["train"]
+    return tuple(str(p) for p in raw)

@@ -76,6 +76,12 @@ def check_teacher(meta: ModelMeta, *, source: str, labels: Sequence[str], featur
             raise KwsError(f"--teacher {source}: trained with split {key} {t_split.get(key)!r}, the "
                            f"student uses {split.get(key)!r}; a teacher must share the student's split "
                            "(else it has learned from the student's validation or test speakers)")
+    from kws.train.data import trained_parts
+
+    seen = sorted(set(trained_parts(t_split)) - set(trained_parts(split)))
+    if seen:
+        raise KwsError(f"--teacher {source}: trained on the {' and '.join(seen)} speakers too "
+                       f"(split.trained_on {list(trained_parts(t_split))}), which the student holds out")
     t_clips = (meta.extra.get("data") or {}).get("n_clips")
     if t_clips != n_clips:
         raise KwsError(f"--teacher {source}: trained on {t_clips!r} clips, the student's data has "

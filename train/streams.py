@@ -461,7 +461,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _split_indices(ds, split: str, model_json: str | None) -> tuple[np.ndarray, dict[str, Any]]:
-    from kws.train.data import SPLIT_METHODS, split_dataset
+    from kws.train.data import SPLIT_METHODS, split_dataset, trained_parts
 
     if split == "all":
         return np.arange(len(ds)), {"split": "all"}
@@ -476,6 +476,12 @@ def _split_indices(ds, split: str, model_json: str | None) -> tuple[np.ndarray, 
         kwargs = {k: saved[k] for k in ("seed", "val_fraction", "test_fraction") if k in saved}
         if saved.get("by") in SPLIT_METHODS:
             kwargs["by"] = saved["by"]
+        trained_on = trained_parts(saved)
+        if split != "train" and split in trained_on:
+            raise DataError(f"--split {split}: the model of --model-json {model_json} was trained on its {split} "
+                            f"speakers too (split.trained_on {list(trained_on)}); a stream of them holds no "
+                            "held-out speaker. Pass the JSON of a model of the same recipe trained on the "
+                            "training split only (kws-train --train-on train)")
     parts = split_dataset(ds, **kwargs)
     chosen = {"test": parts.test, "val": parts.val, "train": parts.train}[split]
     return np.asarray(chosen), {"split": split, "split_settings": kwargs or "defaults", "split_by": parts.by}

@@ -7,7 +7,8 @@ Example::
 
 Output directory (what ``kws-export`` reads)::
 
-    DIR/model.keras     best checkpoint by validation loss (written atomically each time it improves)
+    DIR/model.keras     best checkpoint by validation loss (written atomically each time it improves);
+                        with --train-on train+val or all, the last epoch
     DIR/model.json      ModelMeta: labels, features, architecture, split, training, data, evaluation
     DIR/history.json    per-epoch loss, accuracy, val_loss, val_accuracy, lr, seconds
     DIR/curves.png      training and validation accuracy and loss (the seed's plot)
@@ -38,6 +39,7 @@ from kws.runtime.cli import configure_logging, run_main
 from kws.runtime.errors import EXIT_INTERRUPTED, KwsError
 from kws.runtime.meta import ModelMeta
 from kws.train.augment import BALANCE_MODES, AugmentConfig
+from kws.train.data import TRAIN_ON
 from kws.train.nets import MODELS, describe_models, get_spec, resolve_knobs
 
 logger = logging.getLogger(__name__)
@@ -122,6 +124,12 @@ def _parser() -> argparse.ArgumentParser:
                         "on the same training, validation and test speakers")
     g.add_argument("--val-fraction", type=float, default=0.1, help="fraction of clips for validation")
     g.add_argument("--test-fraction", type=float, default=0.1, help="fraction of clips for the test")
+    g.add_argument("--train-on", choices=tuple(TRAIN_ON), default="train",
+                   help="train (default): fit on the training split, keep the best checkpoint by validation "
+                        "loss. train+val, all: the final fit of a recipe already chosen on held-out speakers; "
+                        "the same split is made, then the validation (and test) speakers join training, "
+                        "model.keras is the last epoch, and model.json's split.trained_on says so. Refused "
+                        "with --early-stopping and --lr-schedule plateau (nothing to monitor)")
     g.add_argument("--steps-per-epoch", type=int, help="cap on batches per epoch (quick runs)")
     g.add_argument("--workers", type=int, default=1, help="threads preparing batches (default 1)")
 
@@ -233,6 +241,13 @@ def _check_args(args: argparse.Namespace) -> None:
     if args.val_fraction <= 0:
         raise KwsError(f"--val-fraction {args.val_fraction}: expected > 0 (the best checkpoint is chosen "
                        "by validation loss)")
+    if args.train_on != "train":
+        if args.early_stopping:
+            raise KwsError(f"--early-stopping with --train-on {args.train_on}: the validation speakers are "
+                           "trained on, so there is no validation loss to stop by; give a fixed --epochs")
+        if args.lr_schedule == "plateau":
+            raise KwsError(f"--lr-schedule plateau with --train-on {args.train_on}: the validation speakers are "
+                           "trained on, so there is no validation loss to follow; use cosine or constant")
 
 
 def _check_out_dir(out: Path, force: bool) -> None:
@@ -258,21 +273,26 @@ def _make_callbacks_module():
     import keras
 
     class BestCheckpoint(keras.callbacks.Callback):
-        """Save the model when ``val_loss`` improves: to a temp file, then ``os.replace`` onto ``path``,
-        so an interrupt can never leave a half-written ``model.keras``."""
+        """Save the model when ``val_loss`` improves (``keep="best"``), or after every epoch whose
+        training loss is finite (``keep="last"``: no validation split): to a temp file, then
+        ``os.replace`` onto ``path``, so an interrupt can never leave a half-written ``model.keras``.
+        ``best`` is the saved epoch's validation loss (training loss for ``"last"``)."""
 
-        def __init__(self, path: Path) -> None:
+        def __init__(self, path: Path, keep: str = "best") -> None:
             super().__init__()
             self.path = Path(path)
             self.tmp = self.path.with_name(CHECKPOINT_TMP)
+            self.keep = keep
             self.best = math.inf
             self.best_epoch = 0
             self.best_logs: dict[str, float] = {}
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
-            value = logs.get("val_loss")
-            if value is None or not math.isfinite(float(value)) or float(value) >= self.best:
+            value = logs.get("val_loss" if self.keep == "best" else "loss")
+            if value is None or not math.isfinite(float(value)):
+                return
+            if self.keep == "best" and float(value) >= self.best:
                 return
             self.model.save(self.tmp)
             os.replace(self.tmp, self.path)
@@ -302,9 +322,10 @@ def _make_callbacks_module():
                 self.history.setdefault(key, []).append(float(value))
             self.history.setdefault("lr", []).append(lr)
             self.history.setdefault("seconds", []).append(round(seconds, 3))
+            val = (f"  val_loss {logs['val_loss']:.4f}  val_acc {logs.get('val_accuracy', math.nan):.3f}"
+                   if "val_loss" in logs else "")
             print(f"epoch {epoch + 1:>3}/{self.epochs}  loss {logs.get('loss', math.nan):.4f}  "
-                  f"acc {logs.get('accuracy', math.nan):.3f}  val_loss {logs.get('val_loss', math.nan):.4f}  "
-                  f"val_acc {logs.get('val_accuracy', math.nan):.3f}  lr {lr:.2e}  {seconds:.1f}s"
+                  f"acc {logs.get('accuracy', math.nan):.3f}{val}  lr {lr:.2e}  {seconds:.1f}s"
                   + ("  saved" if saved else ""), file=self.out or sys.stdout, flush=True)
 
     return BestCheckpoint, EpochLog
@@ -362,7 +383,7 @@ def make_callbacks(args: argparse.Namespace, out: Path) -> list:
     import keras
 
     BestCheckpoint, EpochLog = _make_callbacks_module()
-    checkpoint = BestCheckpoint(out / "model.keras")
+    checkpoint = BestCheckpoint(out / "model.keras", keep="best" if args.train_on == "train" else "last")
     callbacks: list = [checkpoint, EpochLog(args.epochs, checkpoint)]
     if args.lr_schedule == "cosine":
         base, total = args.lr, args.epochs
@@ -428,7 +449,7 @@ def _main(argv: Sequence[str] | None) -> int:
     out = Path(args.out or Path("runs") / args.model)
     _check_out_dir(out, args.force)
 
-    from kws.train.data import add_training_clips, class_counts, load_npz, split_dataset
+    from kws.train.data import add_training_clips, class_counts, fold_in, load_npz, split_dataset
     from kws.train.dataset import feature_config, preset_of
 
     preset = args.features or spec.features
@@ -447,6 +468,8 @@ def _main(argv: Sequence[str] | None) -> int:
     extra_sets = [load_npz(path, allow_pickle=args.allow_pickle, sample_rate_hz=ds.sample_rate_hz,
                            window_samples=ds.window_samples) for path in args.extra_train]
     ds, split = add_training_clips(ds, split, *extra_sets)
+    trained_on = TRAIN_ON[args.train_on]
+    split = fold_in(split, trained_on)
     extras = [{"path": str(Path(path).resolve()), "n_clips": len(extra),
                "speakers": None if extra.speaker is None else int(len(np.unique(extra.speaker))),
                "labels": class_counts(extra)} for path, extra in zip(args.extra_train, extra_sets)]
@@ -478,11 +501,15 @@ def _main(argv: Sequence[str] | None) -> int:
 
         teacher, teacher_infos = load_teachers(
             args.teacher, labels=ds.label_names, features=features, n_clips=n_clips,
-            split={"seed": split_seed, "val_fraction": args.val_fraction, "test_fraction": args.test_fraction})
+            split={"seed": split_seed, "val_fraction": args.val_fraction, "test_fraction": args.test_fraction,
+                   "trained_on": list(trained_on)})
     print(f"model {args.model} {knobs}: {n_params:,} parameters, {format_macs(macs)} MACs per inference "
           f"({macs:,}); input {features.input_shape} ({preset})")
     print(f"data {args.data}: {n_clips} clips; split by {split.by}: train {sizes['train']}, "
           f"val {sizes['val']}, test {sizes['test']}")
+    if args.train_on != "train":
+        print(f"training on {' + '.join(trained_on)}: {len(split.train)} clips; no validation, model.keras is "
+              f"the last epoch" + ("; nothing held out to evaluate" if args.train_on == "all" else ""))
     for extra in extras:
         print(f"extra training clips {extra['path']}: {extra['n_clips']} clips"
               + (f" from {extra['speakers']} speakers" if extra["speakers"] is not None else ""))
@@ -507,7 +534,8 @@ def _main(argv: Sequence[str] | None) -> int:
                                  balance_power=aug.balance_power, steps_per_epoch=args.steps_per_epoch,
                                  workers=args.workers, teacher=teacher,
                                  distill_weight=args.distill_weight if teacher is not None else 0.0)
-    val_batches = EvalBatches(ds, split.val, features=features, batch_size=max(args.batch_size, 64))
+    val_batches = (EvalBatches(ds, split.val, features=features, batch_size=max(args.batch_size, 64))
+                   if len(split.val) else None)
 
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=args.lr),
                   loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=args.label_smoothing),
@@ -517,7 +545,7 @@ def _main(argv: Sequence[str] | None) -> int:
         "architecture": {"name": args.model, "params": knobs, "macs": macs, "parameters": n_params,
                          "input_shape": list(features.input_shape), "description": spec.description},
         "split": {"seed": split_seed, "val_fraction": args.val_fraction, "test_fraction": args.test_fraction,
-                  "by": split.by, "sizes": sizes},
+                  "by": split.by, "sizes": sizes, "trained_on": list(trained_on)},
         "training": {**_jsonable_args(args), "features_preset": preset_of(features),
                      "augmentation": aug.to_dict(), "noise": noise_bank.source if noise_bank else None,
                      "status": "running", "started_utc": _utc_now(), "keras": keras.__version__,
@@ -541,7 +569,7 @@ def _main(argv: Sequence[str] | None) -> int:
     def _training_summary(status: str) -> dict[str, Any]:
         return {**meta.extra["training"], "status": status, "finished_utc": _utc_now(),
                 "epochs_run": len(epoch_log.history.get("loss", [])), "best_epoch": checkpoint.best_epoch,
-                "best_val_loss": checkpoint.best if checkpoint.best_epoch else None,
+                "best_val_loss": checkpoint.best if checkpoint.best_epoch and val_batches else None,
                 "best_val_accuracy": checkpoint.best_logs.get("val_accuracy"),
                 "stopped_early": bool(getattr(model, "stop_training", False))
                 and len(epoch_log.history.get("loss", [])) < args.epochs}
@@ -562,8 +590,9 @@ def _main(argv: Sequence[str] | None) -> int:
             (out / CHECKPOINT_TMP).unlink(missing_ok=True)
             if checkpoint.best_epoch:
                 note = (f"Training was interrupted (Ctrl-C) after {len(epoch_log.history.get('loss', []))} "
-                        f"epoch(s). model.keras is the best checkpoint so far: epoch {checkpoint.best_epoch}, "
-                        f"val_loss {checkpoint.best:.4f}. It has not been evaluated (no eval.json).\n")
+                        f"epoch(s). model.keras is the {checkpoint.keep} checkpoint so far: epoch "
+                        f"{checkpoint.best_epoch}, {'val_loss' if val_batches else 'loss'} {checkpoint.best:.4f}. "
+                        "It has not been evaluated (no eval.json).\n")
             else:
                 note = ("Training was interrupted (Ctrl-C) before the first epoch ended: there is no "
                         "checkpoint (no model.keras).\n")
@@ -577,19 +606,27 @@ def _main(argv: Sequence[str] | None) -> int:
     if not checkpoint.best_epoch:
         meta = meta.replace(training=_training_summary("failed"))
         meta.save(out / "model.json")
-        raise KwsError(f"validation loss was never finite in {args.epochs} epoch(s): no checkpoint written; "
-                       "try a lower --lr", exit_code=1)
+        raise KwsError(f"{'validation' if val_batches else 'training'} loss was never finite in {args.epochs} "
+                       "epoch(s): no checkpoint written; try a lower --lr", exit_code=1)
 
     # -- evaluate the best checkpoint --------------------------------------------------------
     from kws.train.report import format_report, plot_confusion
 
     best = keras.models.load_model(out / "model.keras", compile=False)
     eval_split, eval_idx = ("test", split.test) if len(split.test) else ("validation", split.val)
+    if not len(eval_idx):
+        meta = meta.replace(training=_training_summary("finished"))
+        meta.save(out / "model.json")
+        print(f"last checkpoint: epoch {checkpoint.best_epoch} (loss {checkpoint.best:.4f}); trained on "
+              f"{' + '.join(trained_on)}, nothing held out: not evaluated (no eval.json)")
+        print(f"wrote {out}/: {', '.join(n for n in OUTPUT_FILES if (out / n).exists())}")
+        return 0
     if eval_split != "test":
         logger.warning("no test split (--test-fraction 0): evaluating on the validation split")
     report = evaluate_checkpoint(best, EvalBatches(ds, eval_idx, features=features, batch_size=64),
                                  ds.label_names)
-    report = {"split": eval_split, "checkpoint": {"epoch": checkpoint.best_epoch, "val_loss": checkpoint.best},
+    report = {"split": eval_split, "checkpoint": {"epoch": checkpoint.best_epoch,
+                                                  "val_loss": checkpoint.best if val_batches else None},
               "model": args.model, "data": str(Path(args.data).resolve()), **report}
     write_json(report, out / "eval.json")
     plot_confusion(report["confusion"], ds.label_names, out / "confusion.png",
@@ -599,7 +636,8 @@ def _main(argv: Sequence[str] | None) -> int:
                                     "balanced_accuracy": report["balanced_accuracy"], "loss": report["loss"]})
     meta.save(out / "model.json")
     print(format_report(report))
-    print(f"best checkpoint: epoch {checkpoint.best_epoch} (val_loss {checkpoint.best:.4f}); "
+    print(f"{checkpoint.keep} checkpoint: epoch {checkpoint.best_epoch} "
+          f"({'val_loss' if val_batches else 'loss'} {checkpoint.best:.4f}); "
           f"{eval_split} accuracy {100 * report['accuracy']:.2f}% on {report['n']} clips")
     print(f"wrote {out}/: {', '.join(n for n in OUTPUT_FILES if (out / n).exists())}")
     return 0

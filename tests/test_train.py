@@ -207,6 +207,11 @@ def test_augmenter_speed_is_seeded_and_never_writes_its_input():
                          noise=aug.NoiseBank(recordings=[_rng(1).standard_normal(3 * sr).astype(np.float32)]))
     full.waveforms(clips, labels, _rng(6))
     np.testing.assert_array_equal(clips, before)
+    # stream-style placement only (it writes into the batch the augmenter copied): input untouched
+    placed = aug.Augmenter(aug.AugmentConfig(stream_prob=1.0, time_shift_ms=0.0, noise_prob=0.0, gain_db=0.0),
+                           sample_rate_hz=sr).waveforms(clips, labels, _rng(8))
+    assert not np.shares_memory(placed, clips) and not np.array_equal(placed, clips)
+    np.testing.assert_array_equal(clips, before)
     # only a shift, float32 input: a new array, the input untouched
     shifted = aug.Augmenter(aug.AugmentConfig(time_shift_ms=100, noise_prob=0.0, gain_db=0.0),
                             sample_rate_hz=sr).waveforms(clips, labels, _rng(7))

@@ -484,7 +484,8 @@ class Augmenter:
     def _place(self, audio: np.ndarray, labels: np.ndarray,
                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Stream-style placement (:func:`stream_place`) of a random ``stream_prob`` of the
-        non-silence rows; returns the new batch and which rows were placed."""
+        non-silence rows, written into ``audio`` (the batch :meth:`waveforms` owns); returns it and
+        which rows were placed."""
         cfg = self.config
         chosen = rng.random(len(audio)) < cfg.stream_prob
         if self.silence_label is not None:
@@ -499,14 +500,13 @@ class Augmenter:
         else:
             beds = rng.standard_normal((len(rows), n)).astype(np.float32)
         snr = rng.uniform(cfg.snr_db[0], cfg.snr_db[1], len(rows))
-        out = audio.copy()
         for k, row in enumerate(rows):
             new = stream_place(audio[row], beds[k], snr_db=float(snr[k]), rng=rng,
                                cut_fraction=cfg.stream_cut_fraction, sample_rate_hz=self.sample_rate_hz)
             if new is not None:
-                out[row] = new
+                audio[row] = new
                 placed[row] = True
-        return out, placed
+        return audio, placed
 
     def features(self, features: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """SpecAugment masks for spectrogram batches (batch, bins, frames, 1); others unchanged."""

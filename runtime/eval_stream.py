@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--det-png", metavar="PATH.png", help="draw the DET curve here (needs matplotlib)")
     score.add_argument("--calibrate", action="store_true",
                        help="write the chosen threshold into the model's JSON 'detection' section")
+    score.add_argument("--calibrate-json", metavar="MODEL.json",
+                       help="with --calibrate: write it into this JSON instead, the model of the same recipe "
+                            "fitted on more speakers (kws-train --train-on all), which cannot be calibrated on "
+                            "streams of speakers it was trained on; its labels and front-end must match")
     out = parser.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
     out.add_argument("-v", "--verbose", action="count", default=0, help="more log lines")
@@ -312,14 +316,18 @@ def plot_det(points: Sequence[SweepPoint], path: str | Path, *, target_fa_per_ho
 
 
 def calibrate(model_path: Path, config: DetectorConfig, chosen: SweepPoint, *, target_fa_per_hour: float,
-              runs: Sequence[StreamRun], hop_ms: float, tolerance_s: float) -> Path:
-    """Write ``chosen.threshold`` (and the detector settings it was found with) into the model's JSON.
+              runs: Sequence[StreamRun], hop_ms: float, tolerance_s: float,
+              json_path: Path | None = None) -> Path:
+    """Write ``chosen.threshold`` (and the detector settings it was found with) into the model's JSON,
+    or into ``json_path`` (another model's, :func:`check_calibrate_json`; ``calibrated.model`` then
+    names the model the streams were scored with).
 
     Other keys of the JSON and of its ``detection`` section are kept. Returns the JSON path.
     """
     from kws.runtime.meta import ModelMeta, sidecar_path
 
-    json_path = sidecar_path(model_path)
+    other = json_path is not None
+    json_path = Path(json_path) if other else sidecar_path(model_path)
     meta = ModelMeta.load(json_path)
     detection = dict(meta.extra.get("detection", {}))
     detection.update({
@@ -337,10 +345,27 @@ def calibrate(model_path: Path, config: DetectorConfig, chosen: SweepPoint, *, t
             "hop_ms": hop_ms,
             "tolerance_s": tolerance_s,
             "utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            **({"model": str(model_path)} if other else {}),
         },
     })
     meta.replace(detection=detection).save(json_path)
     return json_path
+
+
+def check_calibrate_json(path: Path, evaluated) -> None:
+    """Refuse a ``--calibrate-json`` that is missing, unreadable, or whose labels or front-end differ
+    from the evaluated model's ``ModelMeta`` (a threshold only carries over within one recipe)."""
+    from kws.runtime.meta import ModelMeta
+
+    if not path.is_file():
+        raise KwsError(f"--calibrate-json {path}: file not found (expected a model's JSON)")
+    target = ModelMeta.load(path)
+    if tuple(target.labels) != tuple(evaluated.labels):
+        raise KwsError(f"--calibrate-json {path}: labels {list(target.labels)} differ from the evaluated "
+                       f"model's {list(evaluated.labels)}")
+    if target.features != evaluated.features:
+        raise KwsError(f"--calibrate-json {path}: its front-end differs from the evaluated model's "
+                       f"({target.features.to_dict()} against {evaluated.features.to_dict()})")
 
 
 # -------------------------------------------------------------------------------------------
@@ -419,6 +444,8 @@ def _main(argv: Sequence[str] | None) -> int:
         load_truth(truth_path)
         if not wav.is_file():
             raise DataError(f"{wav}: WAV file not found")
+    if args.calibrate_json is not None and not args.calibrate:
+        raise KwsError(f"--calibrate-json {args.calibrate_json}: needs --calibrate")
     if args.det_png and Path(args.det_png).suffix.lower() != ".png":
         raise KwsError(f"--det-png {args.det_png}: expected a .png path")
 
@@ -426,6 +453,8 @@ def _main(argv: Sequence[str] | None) -> int:
 
     model_path = Path(args.model) if args.model is not None else default_model_path()
     model = KwsModel(model_path, threads=args.threads, backend=args.backend)
+    if args.calibrate_json is not None:
+        check_calibrate_json(Path(args.calibrate_json), model.meta)
     config = DetectorConfig.from_meta(model.meta, threshold=args.threshold, smoothing_windows=args.smoothing,
                                       refractory_ms=args.refractory_ms, min_count=args.min_count)
     report, internals = evaluate(model, model_path, pairs, hop_ms=args.hop_ms, config=config,
@@ -438,12 +467,14 @@ def _main(argv: Sequence[str] | None) -> int:
             top = report["sweep"][-1]
             failed = (f"--calibrate: no swept threshold (up to {top['threshold']:.2f}, {top['fa_per_hour']:.2f} "
                       f"FA/hour) keeps false accepts at or under {args.target_fa_per_hour:g} per hour; "
-                      f"{model_path.with_suffix('.json')} left unchanged")
+                      f"{args.calibrate_json or model_path.with_suffix('.json')} left unchanged")
         else:
             report["calibrated"] = str(calibrate(model_path, config, chosen,
                                                  target_fa_per_hour=args.target_fa_per_hour,
                                                  runs=internals["runs"], hop_ms=args.hop_ms,
-                                                 tolerance_s=args.tolerance_s))
+                                                 tolerance_s=args.tolerance_s,
+                                                 json_path=None if args.calibrate_json is None
+                                                 else Path(args.calibrate_json)))
     if args.json:
         print(json.dumps(report))
     else:

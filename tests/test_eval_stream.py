@@ -160,6 +160,38 @@ def test_calibrate_writes_the_threshold(model_copy, streams_dir, pooled):
     assert DetectorConfig.from_meta(after).threshold == chosen["threshold"]
 
 
+def test_calibrate_json_writes_into_another_models_json(model_copy, streams_dir, tiny_models, tmp_path):  # noqa: F811
+    # The threshold found with one model goes into the JSON of another of the same recipe (a final fit
+    # on every speaker); the evaluated model's own JSON is not touched.
+    target_json = tmp_path / "final" / "model_int8.json"
+    target_json.parent.mkdir()
+    shutil.copy(tiny_models["int8"].with_suffix(".json"), target_json)
+    own = model_copy.with_suffix(".json").read_bytes()
+    code, report, err = run_json("--model", model_copy, "--wav", streams_dir / "kw.wav", "--wav",
+                                 streams_dir / "kw_negatives.wav", "--target-fa-per-hour", 1000, "--calibrate",
+                                 "--calibrate-json", target_json)
+    assert code == 0, err
+    assert report["calibrated"] == str(target_json)
+    det = ModelMeta.load(target_json).extra["detection"]
+    assert det["threshold"] == report["chosen"]["threshold"]
+    assert det["calibrated"]["model"] == str(model_copy)
+    assert ModelMeta.load(target_json).extra["quantization"]["type"] == "int8"   # the rest kept
+    assert model_copy.with_suffix(".json").read_bytes() == own
+
+
+def test_calibrate_json_refused_before_any_work(model_copy, streams_dir, tmp_path):
+    other = ModelMeta.load(model_copy.with_suffix(".json"))
+    ModelMeta(tuple(reversed(other.labels)), other.features, other.extra).save(tmp_path / "labels.json")
+    cases = [(["--calibrate", "--calibrate-json", tmp_path / "none.json"], "none.json: file not found"),
+             (["--calibrate", "--calibrate-json", tmp_path / "labels.json"], "differ from the evaluated model's"),
+             (["--calibrate-json", tmp_path / "labels.json"], "labels.json: needs --calibrate")]
+    for extra, message in cases:
+        code, report, err = run_json("--model", model_copy, "--wav", streams_dir / "kw.wav", *extra)
+        assert code == 2 and report is None, err
+        assert err.startswith("kws-eval-stream: error: --calibrate-json ") and message in err, err
+        assert len(err.strip().splitlines()) == 1
+
+
 def test_negatives_only_and_calibration_that_cannot_meet_the_target(model_copy, streams_dir, tmp_path):
     # Take the keywords out of the truth: the stream is negatives-only and every detection a false accept.
     truth = json.loads((streams_dir / "kw.json").read_text())

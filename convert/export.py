@@ -359,7 +359,8 @@ def export(source: Source, *, data_path: Path, out_dir: Path, kinds: Sequence[st
     ds = load_data(Path(data_path), cfg, model_name=name)
     y = map_labels(ds, meta.labels)
 
-    from kws.train.data import split_dataset, trained_parts
+    from kws.runtime.meta import trained_parts
+    from kws.train.data import split_dataset
 
     settings = split_settings(meta)
     split = split_dataset(ds, **settings)

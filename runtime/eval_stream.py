@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from kws.runtime.cli import add_detection_arguments, configure_logging, run_main
 from kws.runtime.detector import Detection, Detector, DetectorConfig
@@ -213,6 +213,8 @@ def format_report(report: dict[str, Any]) -> str:
     for s in report["streams"]:
         lines.append(f"  {s['wav']}: {s['duration_s'] / 60:.1f} min, {s['windows_scored']} windows, "
                      f"{s['n_events']} keywords, {s['hits']} hits, {s['false_accepts']} false accepts")
+    for warning in report.get("warnings") or ():
+        lines.append(f"warning: {warning}")
     r = report["score"]
     if r["n_events"]:
         lo, hi = r["hit_rate_ci95"]
@@ -368,6 +370,42 @@ def check_calibrate_json(path: Path, evaluated) -> None:
                        f"({target.features.to_dict()} against {evaluated.features.to_dict()})")
 
 
+#: kws-train's split defaults, for a truth or model JSON that does not record them.
+_SPLIT_DEFAULTS = {"seed": 0, "val_fraction": 0.1, "test_fraction": 0.1}
+
+
+def seen_speaker_warnings(meta, runs: Sequence[StreamRun]) -> list[str]:
+    """One line per stream whose speakers the model may have been trained on.
+
+    Compares each truth's ``settings`` (``split``, ``split_settings``: how ``kws-data stream``
+    chose its clips) with the model JSON's ``split`` (seed, fractions, ``trained_on``). Nothing is
+    said when either side does not record its split (a stream from another npz, a model not made
+    by ``kws-train``).
+    """
+    from kws.runtime.meta import trained_parts
+
+    split_meta = meta.extra.get("split")
+    if not isinstance(split_meta, Mapping):
+        return []
+    parts = trained_parts(split_meta)
+    model_split = {k: split_meta.get(k, v) for k, v in _SPLIT_DEFAULTS.items()}
+    out = []
+    for r in runs:
+        name = r.truth.settings.get("split")
+        if name is None:
+            continue
+        if name == "all" or name in parts:
+            out.append(f"{r.wav}: built from the {name!r} split, and the model was trained on "
+                       f"{' + '.join(parts)}: these speakers are not held out")
+            continue
+        raw = r.truth.settings.get("split_settings")
+        stream_split = {k: (raw.get(k, v) if isinstance(raw, Mapping) else v) for k, v in _SPLIT_DEFAULTS.items()}
+        if stream_split != model_split:
+            out.append(f"{r.wav}: built with split {stream_split}, the model was trained with {model_split}: "
+                       "some of its speakers may be the model's training speakers")
+    return out
+
+
 # -------------------------------------------------------------------------------------------
 # The command
 # -------------------------------------------------------------------------------------------
@@ -418,6 +456,7 @@ def evaluate(model, model_path: Path, pairs: Sequence[tuple[Path, Path]], *, hop
         "chosen": None if chosen is None else chosen.to_dict(),
         "det_png": None,
         "calibrated": None,
+        "warnings": seen_speaker_warnings(model.meta, runs),
     }
     if det_png:
         title = (f"{model_path.name}: {truth.duration_s / 3600:.2f} h, {len(truth.events)} keywords, "
@@ -460,6 +499,9 @@ def _main(argv: Sequence[str] | None) -> int:
     report, internals = evaluate(model, model_path, pairs, hop_ms=args.hop_ms, config=config,
                                  tolerance_s=args.tolerance_s, target_fa_per_hour=args.target_fa_per_hour,
                                  thresholds=thresholds, det_png=args.det_png)
+    if args.json:   # the text report prints them itself
+        for warning in report["warnings"]:
+            logger.warning("%s", warning)
     chosen = internals["chosen"]
     failed = None
     if args.calibrate:

@@ -141,3 +141,11 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def trained_parts(split_meta: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The parts of the speaker split a model was fitted on, from its JSON's ``split`` section
+    (``trained_on``, written by ``kws-train --train-on``; models without it were fitted on
+    ``("train",)``)."""
+    raw = (split_meta or {}).get("trained_on") or ["train"]
+    return tuple(str(p) for p in raw)

@@ -480,6 +480,8 @@ def test_fold_in_moves_parts_into_train(speaker_ds):
 
 
 def test_trained_parts_defaults_to_train():
-    assert kdata.trained_parts(None) == ("train",)
-    assert kdata.trained_parts({"seed": 0}) == ("train",)
-    assert kdata.trained_parts({"trained_on": ["train", "val"]}) == ("train", "val")
+    from kws.runtime.meta import trained_parts
+
+    assert trained_parts(None) == ("train",)
+    assert trained_parts({"seed": 0}) == ("train",)
+    assert trained_parts({"trained_on": ["train", "val"]}) == ("train", "val")

@@ -192,6 +192,43 @@ def test_calibrate_json_refused_before_any_work(model_copy, streams_dir, tmp_pat
         assert len(err.strip().splitlines()) == 1
 
 
+def test_streams_of_the_models_training_speakers_are_flagged(model_copy, streams_dir, tmp_path):
+    json_path = model_copy.with_suffix(".json")
+    meta = ModelMeta.load(json_path)
+
+    def with_split(split):
+        meta.replace(split=split).save(json_path)
+
+    def truth_with(settings):
+        truth = json.loads((streams_dir / "kw.json").read_text())
+        truth["settings"].update(settings)
+        path = tmp_path / f"truth{len(list(tmp_path.glob('truth*')))}.json"
+        path.write_text(json.dumps(truth))
+        return path
+
+    args = ["--model", model_copy, "--wav", streams_dir / "kw.wav", "--sweep", "0.5"]
+    with_split({"seed": 0, "trained_on": ["train"]})      # the fixture's stream is --split all
+    code, report, err = run_json(*args)
+    assert code == 0 and report["warnings"] == [
+        f"{streams_dir / 'kw.wav'}: built from the 'all' split, and the model was trained on train: these "
+        "speakers are not held out"]
+    assert "these speakers are not held out" in err                       # logged too with --json
+    test_split = truth_with({"split": "test", "split_settings": "defaults"})
+    code, report, _ = run_json(*args, "--truth", test_split)
+    assert code == 0 and report["warnings"] == []                          # held-out speakers: quiet
+    with_split({"seed": 0, "trained_on": ["train", "val", "test"]})
+    code, report, _ = run_json(*args, "--truth", test_split)
+    assert "built from the 'test' split, and the model was trained on train + val + test" in report["warnings"][0]
+    with_split({"seed": 5, "val_fraction": 0.1, "test_fraction": 0.1})
+    code, report, _ = run_json(*args, "--truth", test_split)
+    assert len(report["warnings"]) == 1 and "some of its speakers may be the model's training speakers" in \
+        report["warnings"][0]
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text), contextlib.redirect_stderr(io.StringIO()):
+        assert main([str(a) for a in args] + ["--truth", str(test_split)]) == 0
+    assert "\nwarning: " in text.getvalue()
+
+
 def test_negatives_only_and_calibration_that_cannot_meet_the_target(model_copy, streams_dir, tmp_path):
     # Take the keywords out of the truth: the stream is negatives-only and every detection a false accept.
     truth = json.loads((streams_dir / "kw.json").read_text())

@@ -29,7 +29,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -626,10 +626,3 @@ def fold_in(split: Split, parts: Sequence[str]) -> Split:
     train = np.sort(np.concatenate([getattr(split, p) for p in known if p in parts])).astype(np.int64)
     return Split(train=train, val=empty if "val" in parts else split.val,
                  test=empty if "test" in parts else split.test, by=split.by)
-
-
-def trained_parts(split_meta: Mapping[str, Any] | None) -> tuple[str, ...]:
-    """The parts of the split a model was fitted on, from its JSON's ``split`` section
-    (``trained_on``; models trained before ``--train-on`` existed used ``("train",)``)."""
-    raw = (split_meta or {}).get("trained_on") or ["train"]
-    return tuple(str(p) for p in raw)

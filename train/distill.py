@@ -76,7 +76,7 @@ def check_teacher(meta: ModelMeta, *, source: str, labels: Sequence[str], featur
             raise KwsError(f"--teacher {source}: trained with split {key} {t_split.get(key)!r}, the "
                            f"student uses {split.get(key)!r}; a teacher must share the student's split "
                            "(else it has learned from the student's validation or test speakers)")
-    from kws.train.data import trained_parts
+    from kws.runtime.meta import trained_parts
 
     seen = sorted(set(trained_parts(t_split)) - set(trained_parts(split)))
     if seen:

@@ -461,7 +461,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _split_indices(ds, split: str, model_json: str | None) -> tuple[np.ndarray, dict[str, Any]]:
-    from kws.train.data import SPLIT_METHODS, split_dataset, trained_parts
+    from kws.runtime.meta import trained_parts
+    from kws.train.data import SPLIT_METHODS, split_dataset
 
     if split == "all":
         return np.arange(len(ds)), {"split": "all"}

@@ -467,9 +467,9 @@ def _main(argv: Sequence[str] | None) -> int:
     n_clips, sizes = len(ds), split.sizes()
     extra_sets = [load_npz(path, allow_pickle=args.allow_pickle, sample_rate_hz=ds.sample_rate_hz,
                            window_samples=ds.window_samples) for path in args.extra_train]
-    ds, split = add_training_clips(ds, split, *extra_sets)
     trained_on = TRAIN_ON[args.train_on]
-    split = fold_in(split, trained_on)
+    split = fold_in(split, trained_on)   # first: extra clips may share speakers with the parts folded in
+    ds, split = add_training_clips(ds, split, *extra_sets)
     extras = [{"path": str(Path(path).resolve()), "n_clips": len(extra),
                "speakers": None if extra.speaker is None else int(len(np.unique(extra.speaker))),
                "labels": class_counts(extra)} for path, extra in zip(args.extra_train, extra_sets)]

@@ -222,14 +222,11 @@ def split_settings(meta: ModelMeta) -> dict[str, Any]:
     """seed/val_fraction/test_fraction/by from model.json's ``split`` (kws-train's defaults else)."""
     from kws.train.data import SPLIT_METHODS
 
+    from kws.runtime.meta import split_seed_and_fractions
+
     raw = meta.extra.get("split") or {}
     by = raw.get("by", "auto")
-    return {
-        "seed": int(raw.get("seed", 0)),
-        "val_fraction": float(raw.get("val_fraction", 0.1)),
-        "test_fraction": float(raw.get("test_fraction", 0.1)),
-        "by": by if by in SPLIT_METHODS else "auto",
-    }
+    return {**split_seed_and_fractions(raw), "by": by if by in SPLIT_METHODS else "auto"}
 
 
 # ---------------------------------------------------------------------------------------
@@ -422,11 +419,12 @@ def export(source: Source, *, data_path: Path, out_dir: Path, kinds: Sequence[st
         logger.warning("the test split is empty (test_fraction=%s); no parity measured",
                        settings["test_fraction"])
     else:
-        held_out = "test" not in trained_parts(split_info)
+        trained_on = trained_parts(split_info)
+        held_out = "test" not in trained_on
         if not held_out:
             logger.warning("the model was trained on the test speakers too (split.trained_on %s): parity's "
                            "agreement still measures quantization, but its accuracies are not held-out",
-                           list(trained_parts(split_info)))
+                           list(trained_on))
         report = measure_parity(source.model, paths, ds.audio, y, test_idx, labels=meta.labels,
                                 config=cfg, threads=threads,
                                 info={"data": str(ds.path), "split": "test", "split_by": split.by,

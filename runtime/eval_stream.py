@@ -329,7 +329,7 @@ def calibrate(model_path: Path, config: DetectorConfig, chosen: SweepPoint, *, t
     from kws.runtime.meta import ModelMeta, sidecar_path
 
     other = json_path is not None
-    json_path = Path(json_path) if other else sidecar_path(model_path)
+    json_path = json_path if other else sidecar_path(model_path)
     meta = ModelMeta.load(json_path)
     detection = dict(meta.extra.get("detection", {}))
     detection.update({
@@ -370,10 +370,6 @@ def check_calibrate_json(path: Path, evaluated) -> None:
                        f"({target.features.to_dict()} against {evaluated.features.to_dict()})")
 
 
-#: kws-train's split defaults, for a truth or model JSON that does not record them.
-_SPLIT_DEFAULTS = {"seed": 0, "val_fraction": 0.1, "test_fraction": 0.1}
-
-
 def seen_speaker_warnings(meta, runs: Sequence[StreamRun]) -> list[str]:
     """One line per stream whose speakers the model may have been trained on.
 
@@ -382,13 +378,13 @@ def seen_speaker_warnings(meta, runs: Sequence[StreamRun]) -> list[str]:
     said when either side does not record its split (a stream from another npz, a model not made
     by ``kws-train``).
     """
-    from kws.runtime.meta import trained_parts
+    from kws.runtime.meta import split_seed_and_fractions, trained_parts
 
     split_meta = meta.extra.get("split")
     if not isinstance(split_meta, Mapping):
         return []
     parts = trained_parts(split_meta)
-    model_split = {k: split_meta.get(k, v) for k, v in _SPLIT_DEFAULTS.items()}
+    model_split = split_seed_and_fractions(split_meta)
     out = []
     for r in runs:
         name = r.truth.settings.get("split")
@@ -398,8 +394,8 @@ def seen_speaker_warnings(meta, runs: Sequence[StreamRun]) -> list[str]:
             out.append(f"{r.wav}: built from the {name!r} split, and the model was trained on "
                        f"{' + '.join(parts)}: these speakers are not held out")
             continue
-        raw = r.truth.settings.get("split_settings")
-        stream_split = {k: (raw.get(k, v) if isinstance(raw, Mapping) else v) for k, v in _SPLIT_DEFAULTS.items()}
+        raw = r.truth.settings.get("split_settings")   # a dict, or "defaults"
+        stream_split = split_seed_and_fractions(raw if isinstance(raw, Mapping) else None)
         if stream_split != model_split:
             out.append(f"{r.wav}: built with split {stream_split}, the model was trained with {model_split}: "
                        "some of its speakers may be the model's training speakers")
@@ -492,8 +488,9 @@ def _main(argv: Sequence[str] | None) -> int:
 
     model_path = Path(args.model) if args.model is not None else default_model_path()
     model = KwsModel(model_path, threads=args.threads, backend=args.backend)
-    if args.calibrate_json is not None:
-        check_calibrate_json(Path(args.calibrate_json), model.meta)
+    calibrate_json = None if args.calibrate_json is None else Path(args.calibrate_json)
+    if calibrate_json is not None:
+        check_calibrate_json(calibrate_json, model.meta)
     config = DetectorConfig.from_meta(model.meta, threshold=args.threshold, smoothing_windows=args.smoothing,
                                       refractory_ms=args.refractory_ms, min_count=args.min_count)
     report, internals = evaluate(model, model_path, pairs, hop_ms=args.hop_ms, config=config,
@@ -509,14 +506,12 @@ def _main(argv: Sequence[str] | None) -> int:
             top = report["sweep"][-1]
             failed = (f"--calibrate: no swept threshold (up to {top['threshold']:.2f}, {top['fa_per_hour']:.2f} "
                       f"FA/hour) keeps false accepts at or under {args.target_fa_per_hour:g} per hour; "
-                      f"{args.calibrate_json or model_path.with_suffix('.json')} left unchanged")
+                      f"{calibrate_json or model_path.with_suffix('.json')} left unchanged")
         else:
             report["calibrated"] = str(calibrate(model_path, config, chosen,
                                                  target_fa_per_hour=args.target_fa_per_hour,
                                                  runs=internals["runs"], hop_ms=args.hop_ms,
-                                                 tolerance_s=args.tolerance_s,
-                                                 json_path=None if args.calibrate_json is None
-                                                 else Path(args.calibrate_json)))
+                                                 tolerance_s=args.tolerance_s, json_path=calibrate_json))
     if args.json:
         print(json.dumps(report))
     else:

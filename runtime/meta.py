@@ -143,6 +143,15 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def split_seed_and_fractions(split_meta: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``seed``, ``val_fraction``, ``test_fraction`` from a model JSON's ``split`` section (or a
+    stream truth's ``split_settings``), with kws-train's defaults (0, 0.1, 0.1) for what it lacks:
+    two records made with the same values chose the same speakers."""
+    raw = split_meta or {}
+    return {"seed": int(raw.get("seed", 0)), "val_fraction": float(raw.get("val_fraction", 0.1)),
+            "test_fraction": float(raw.get("test_fraction", 0.1))}
+
+
 def trained_parts(split_meta: Mapping[str, Any] | None) -> tuple[str, ...]:
     """The parts of the speaker split a model was fitted on, from its JSON's ``split`` section
     (``trained_on``, written by ``kws-train --train-on``; models without it were fitted on

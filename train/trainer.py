@@ -283,13 +283,14 @@ def _make_callbacks_module():
             self.path = Path(path)
             self.tmp = self.path.with_name(CHECKPOINT_TMP)
             self.keep = keep
+            self.monitor = "val_loss" if keep == "best" else "loss"   # what ``best`` holds
             self.best = math.inf
             self.best_epoch = 0
             self.best_logs: dict[str, float] = {}
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
-            value = logs.get("val_loss" if self.keep == "best" else "loss")
+            value = logs.get(self.monitor)
             if value is None or not math.isfinite(float(value)):
                 return
             if self.keep == "best" and float(value) >= self.best:
@@ -591,7 +592,7 @@ def _main(argv: Sequence[str] | None) -> int:
             if checkpoint.best_epoch:
                 note = (f"Training was interrupted (Ctrl-C) after {len(epoch_log.history.get('loss', []))} "
                         f"epoch(s). model.keras is the {checkpoint.keep} checkpoint so far: epoch "
-                        f"{checkpoint.best_epoch}, {'val_loss' if val_batches else 'loss'} {checkpoint.best:.4f}. "
+                        f"{checkpoint.best_epoch}, {checkpoint.monitor} {checkpoint.best:.4f}. "
                         "It has not been evaluated (no eval.json).\n")
             else:
                 note = ("Training was interrupted (Ctrl-C) before the first epoch ended: there is no "
@@ -612,7 +613,6 @@ def _main(argv: Sequence[str] | None) -> int:
     # -- evaluate the best checkpoint --------------------------------------------------------
     from kws.train.report import format_report, plot_confusion
 
-    best = keras.models.load_model(out / "model.keras", compile=False)
     eval_split, eval_idx = ("test", split.test) if len(split.test) else ("validation", split.val)
     if not len(eval_idx):
         meta = meta.replace(training=_training_summary("finished"))
@@ -623,6 +623,7 @@ def _main(argv: Sequence[str] | None) -> int:
         return 0
     if eval_split != "test":
         logger.warning("no test split (--test-fraction 0): evaluating on the validation split")
+    best = keras.models.load_model(out / "model.keras", compile=False)
     report = evaluate_checkpoint(best, EvalBatches(ds, eval_idx, features=features, batch_size=64),
                                  ds.label_names)
     report = {"split": eval_split, "checkpoint": {"epoch": checkpoint.best_epoch,
@@ -637,7 +638,7 @@ def _main(argv: Sequence[str] | None) -> int:
     meta.save(out / "model.json")
     print(format_report(report))
     print(f"{checkpoint.keep} checkpoint: epoch {checkpoint.best_epoch} "
-          f"({'val_loss' if val_batches else 'loss'} {checkpoint.best:.4f}); "
+          f"({checkpoint.monitor} {checkpoint.best:.4f}); "
           f"{eval_split} accuracy {100 * report['accuracy']:.2f}% on {report['n']} clips")
     print(f"wrote {out}/: {', '.join(n for n in OUTPUT_FILES if (out / n).exists())}")
     return 0

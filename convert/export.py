@@ -26,6 +26,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import warnings
@@ -33,7 +34,7 @@ import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -118,12 +119,15 @@ def load_keras(path: Path):
 
     if not path.is_file():
         raise ModelError(f"{path}: Keras model file not found")
+    if path.suffix == ".keras" and not zipfile.is_zipfile(path):   # keras would say "file not found"
+        raise ModelError(f"{path}: not a .keras model (expected the zip archive that keras Model.save or "
+                         "kws-train writes)")
     _register_custom_layers()
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as exc:  # keras raises many types for a bad file
-        first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
-        raise ModelError(f"{path}: cannot load the Keras model ({first[:300]})") from None
+        text = " ".join(ln.strip() for ln in str(exc).splitlines() if ln.strip()) or type(exc).__name__
+        raise ModelError(f"{path}: cannot load the Keras model ({text[:400]})") from None
 
 
 def check_model_fits(model, meta: ModelMeta, *, name: str = "model") -> None:
@@ -356,7 +360,6 @@ def export(source: Source, *, data_path: Path, out_dir: Path, kinds: Sequence[st
     ds = load_data(Path(data_path), cfg, model_name=name)
     y = map_labels(ds, meta.labels)
 
-    from kws.runtime.meta import trained_parts
     from kws.train.data import split_dataset
 
     settings = split_settings(meta)
@@ -381,19 +384,43 @@ def export(source: Source, *, data_path: Path, out_dir: Path, kinds: Sequence[st
     for kind in kinds:
         logger.info("converting to %s", kind)
         flatbuffers[kind] = convert(source.model, kind, rep if kind == "int8" else None)
+    # Everything is written into a staging folder inside out_dir and moved into place only once
+    # parity has run: a failure anywhere leaves out_dir as it was (with --force, the old export).
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, Path] = {}
-    written: list[Path] = []
+    stage = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
+    published = False
     try:
-        for kind in kinds:
-            path = out_dir / FILE_NAMES[kind]
-            _write_model(flatbuffers[kind], path, kind)
-            written.append(path)
-            paths[kind] = path
-    except KwsError:
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
+        staged, report = _write_all(source, flatbuffers, stage, kinds=kinds, rep=rep, split=split,
+                                    split_info=split_info, ds=ds, y=y, threads=threads,
+                                    test_fraction=settings["test_fraction"])
+        for path in planned_files(out_dir, kinds):
+            if not (stage / path.name).exists():
+                path.unlink(missing_ok=True)   # a stale parity report of an earlier export
+        for path in staged:
+            os.replace(path, out_dir / path.name)
+        published = True
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        if created and not published:
+            shutil.rmtree(out_dir, ignore_errors=True)   # made by this run, and holds nothing of the user's
+    paths = {kind: out_dir / FILE_NAMES[kind] for kind in kinds}
+    parity_files = None if report is None else (out_dir / PARITY_JSON, out_dir / PARITY_MD)
+    return ExportResult(paths, report, parity_files, rep)
+
+
+def _write_all(source: Source, flatbuffers: Mapping[str, bytes], stage: Path, *, kinds: Sequence[str], rep,
+               split, split_info: dict, ds, y: np.ndarray, threads: int | None,
+               test_fraction: float) -> tuple[list[Path], dict | None]:
+    """Write the models, their JSON and the parity report into ``stage``; returns the files and the
+    parity report (None when the test split is empty)."""
+    from kws.runtime.meta import trained_parts
+
+    meta, cfg = source.meta, source.meta.features
+    paths: dict[str, Path] = {}
+    for kind in kinds:
+        paths[kind] = stage / FILE_NAMES[kind]
+        _write_model(flatbuffers[kind], paths[kind], kind)
 
     exported_utc = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     base_extra = {k: v for k, v in meta.extra.items() if k not in _EXPORT_KEYS}
@@ -411,28 +438,26 @@ def export(source: Source, *, data_path: Path, out_dir: Path, kinds: Sequence[st
             "split": split_info,
         })
         metas[kind].save(sidecar_path(path))
+    files = [p for path in paths.values() for p in (path, sidecar_path(path))]
 
     test_idx = np.asarray(split.test, dtype=np.int64)
-    report = None
-    parity_files = None
     if len(test_idx) == 0:
-        logger.warning("the test split is empty (test_fraction=%s); no parity measured",
-                       settings["test_fraction"])
-    else:
-        trained_on = trained_parts(split_info)
-        held_out = "test" not in trained_on
-        if not held_out:
-            logger.warning("the model was trained on the test speakers too (split.trained_on %s): parity's "
-                           "agreement still measures quantization, but its accuracies are not held-out",
-                           list(trained_on))
-        report = measure_parity(source.model, paths, ds.audio, y, test_idx, labels=meta.labels,
-                                config=cfg, threads=threads,
-                                info={"data": str(ds.path), "split": "test", "split_by": split.by,
-                                      "held_out": held_out})
-        parity_files = write_parity(report, out_dir)
-        for kind, path in paths.items():
-            metas[kind].replace(parity=report).save(sidecar_path(path))
-    return ExportResult(paths, report, parity_files, rep)
+        logger.warning("the test split is empty (test_fraction=%s); no parity measured", test_fraction)
+        return files, None
+    trained_on = trained_parts(split_info)
+    held_out = "test" not in trained_on
+    if not held_out:
+        logger.warning("the model was trained on the test speakers too (split.trained_on %s): parity's "
+                       "agreement still measures quantization, but its accuracies are not held-out",
+                       list(trained_on))
+    report = measure_parity(source.model, paths, ds.audio, y, test_idx, labels=meta.labels,
+                            config=cfg, threads=threads,
+                            info={"data": str(ds.path), "split": "test", "split_by": split.by,
+                                  "held_out": held_out})
+    files += list(write_parity(report, stage))
+    for kind, path in paths.items():
+        metas[kind].replace(parity=report).save(sidecar_path(path))
+    return files, report
 
 
 # ---------------------------------------------------------------------------------------
@@ -490,6 +515,12 @@ def _main(argv: Sequence[str] | None) -> int:
         raise KwsError(f"--rep-samples {args.rep_samples}: expected a positive number of clips")
     if args.input_percentile is not None and not 50 < args.input_percentile <= 100:
         raise KwsError(f"--input-percentile {args.input_percentile}: expected a number in (50, 100]")
+    if args.input_percentile is not None and not args.int8:
+        raise KwsError(f"--input-percentile {args.input_percentile}: sets the int8 input range; it needs --int8")
+    if args.threads is not None and args.threads < 1:
+        raise KwsError(f"--threads {args.threads}: expected a positive integer")
+    if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise KwsError(f"--out {args.out}: is a file; expected a directory for the exported models")
     source = load_source(model_dir=args.model, keras_path=args.keras, features_path=args.features)
     data = args.data
     if data is None:

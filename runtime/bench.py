@@ -29,6 +29,7 @@ import importlib.metadata
 import importlib.util
 import json
 import logging
+import math
 import os
 import platform
 import re
@@ -82,11 +83,41 @@ def _parse_list(text: str, *, name: str, kind: type) -> list:
         values = [kind(t) for t in items]
     except ValueError:
         values = []
-    if not values or any(v <= 0 for v in values):
+    if not values or any(not (v > 0 and math.isfinite(v)) for v in values):
         what = "positive integers" if kind is int else "positive numbers"
         raise KwsError(f"{name} {text!r}: expected comma-separated {what}, e.g. "
                        f"{'1,2,4' if kind is int else '250,100'}")
     return list(dict.fromkeys(values))
+
+
+def check_outputs(paths: Sequence[Path], *, out_dir: Path | None, force: bool) -> None:
+    """Refuse, before anything is measured, outputs that cannot or may not be written.
+
+    ``out_dir`` must be a directory or not exist yet; each path must not be a directory, and an
+    existing file is replaced only with ``force``.
+    """
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        raise KwsError(f"--out {out_dir}: is a file; expected a directory for bench.json and bench.md")
+    for path in paths:
+        if path.is_dir():
+            raise KwsError(f"{path}: is a directory; expected a file name for the results")
+        if path.exists() and not force:
+            raise KwsError(f"{path} already exists; pass --force to replace it")
+        parent = path.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise KwsError(f"{path}: {parent} is not a directory")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def stats_ms(samples_ns: np.ndarray) -> dict[str, float]:
@@ -475,9 +506,6 @@ def install_footprint(backend: str) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------
 # one model
 # ----------------------------------------------------------------------------------------
-def _quant_label(model: KwsModel) -> str:
-    q = model.meta.quantization.get("type") if isinstance(model.meta.quantization, dict) else None
-    return str(q or model.tflite.input_quant.dtype)
 
 
 def bench_model(path: Path, name: str, *, threads: Sequence[int], windows: int, warmup: int,
@@ -494,7 +522,7 @@ def bench_model(path: Path, name: str, *, threads: Sequence[int], windows: int, 
             arch = model.meta.extra.get("architecture") or {}
             info = {
                 "name": name, "path": str(path), "file_bytes": path.stat().st_size,
-                "quantization": _quant_label(model),
+                "quantization": model.quantization_type,
                 "input": {"shape": list(model.tflite.input_shape), **model.tflite.input_quant.to_dict()},
                 "architecture": arch.get("name") if isinstance(arch, dict) else None,
                 "features": model.features.to_dict(),
@@ -723,6 +751,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"model to check the targets against (default: the shipped {DEFAULT_MODEL_NAME})")
     p.add_argument("--json-out", metavar="PATH", help="JSON results (default bench.json, or OUT/bench.json)")
     p.add_argument("--out", metavar="DIR", help="write bench.json and bench.md into DIR")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing bench.json / bench.md (refused otherwise)")
     p.add_argument("-v", "--verbose", action="count", default=0)
     p.add_argument("-q", "--quiet", action="store_true")
     return p
@@ -765,8 +795,8 @@ def _main(argv: Sequence[str] | None) -> int:
 
     json_out = Path(args.json_out) if args.json_out else (
         Path(args.out) / "bench.json" if args.out else Path("bench.json"))
-    if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
+    outputs = [json_out] + ([Path(args.out) / "bench.md"] if args.out else [])
+    check_outputs(outputs, out_dir=Path(args.out) if args.out else None, force=args.force)
 
     host = host_info()
     if "openblas" in str(host["blas"].get("name") or "").lower() and not host["blas"]["OPENBLAS_NUM_THREADS"]:
@@ -814,13 +844,13 @@ def _main(argv: Sequence[str] | None) -> int:
         result["compare"] = {"baseline": baseline, "rows": compare_rows(result, baseline)}
 
     text = render(result)
-    try:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(result, indent=2) + "\n")
-        if args.out:
-            (Path(args.out) / "bench.md").write_text(text + "\n")
-    except OSError as exc:
-        raise KwsError(f"{json_out}: cannot write the JSON results ({exc.strerror})") from None
+    contents = [json.dumps(result, indent=2) + "\n"] + ([text + "\n"] if args.out else [])
+    for path, content in zip(outputs, contents):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(path, content)
+        except OSError as exc:
+            raise KwsError(f"{path}: cannot write the results ({exc.strerror})") from None
     logger.info("wrote %s", json_out)
     try:
         print(text, flush=True)

@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--wav", action="append", required=True, metavar="STREAM.wav",
                       help="a stream from kws-data stream; repeat to pool several")
     data.add_argument("--truth", action="append", metavar="TRUTH.json",
-                      help="its truth file, one per --wav in the same order (default: STREAM.json beside it)")
+                      help="its truth file, one per --wav in the same order (default: STREAM.json beside it, "
+                           "or STREAM.truth.json where only that exists)")
     add_detection_arguments(parser, title="detection (defaults from the model's JSON, as kws-listen)")
     score = parser.add_argument_group("scoring")
     score.add_argument("--tolerance-s", type=float, default=DEFAULT_TOLERANCE_S, metavar="S",
@@ -145,7 +146,26 @@ def _truth_paths(wavs: Sequence[str], truths: Sequence[str] | None) -> list[tupl
     if truths and len(truths) != len(wavs):
         raise KwsError(f"{len(wavs)} --wav but {len(truths)} --truth: give one truth file per stream "
                        "(or none, for STREAM.json beside each)")
-    return [(Path(w), Path(truths[i]) if truths else Path(w).with_suffix(".json")) for i, w in enumerate(wavs)]
+    return [(Path(w), Path(truths[i]) if truths else default_truth_path(Path(w))) for i, w in enumerate(wavs)]
+
+
+def default_truth_path(wav: Path) -> Path:
+    """``STREAM.json`` beside ``STREAM.wav`` (what ``kws-data stream`` writes), else
+    ``STREAM.truth.json`` when only that exists (what ``kws-data demo --stream`` writes)."""
+    plain = wav.with_suffix(".json")
+    demo = wav.with_suffix(".truth.json")
+    return demo if not plain.exists() and demo.exists() else plain
+
+
+def check_png_path(path: Path, *, flag: str) -> None:
+    """Refuse, before any audio is read, a plot path that could not be written."""
+    if path.suffix.lower() != ".png":
+        raise KwsError(f"{flag} {path}: expected a .png path")
+    if path.is_dir():
+        raise KwsError(f"{flag} {path}: is a directory; expected a .png file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise KwsError(f"{flag} {path}: folder {parent} does not exist (make it first)")
 
 
 def _check_wav(wav: Path, truth: Truth, truth_path: Path, model_rate_hz: int) -> None:
@@ -312,8 +332,12 @@ def plot_det(points: Sequence[SweepPoint], path: str | Path, *, target_fa_per_ho
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        fig.savefig(path)
+    except OSError as exc:
+        raise KwsError(f"{path}: cannot write the DET curve ({exc.strerror or exc})") from None
+    finally:
+        plt.close(fig)
     return True
 
 
@@ -477,12 +501,14 @@ def _main(argv: Sequence[str] | None) -> int:
     pairs = _truth_paths(args.wav, args.truth)
     for wav, truth_path in pairs:  # fail on a bad truth file before loading the model
         load_truth(truth_path)
+        if wav.is_dir():
+            raise DataError(f"{wav}: is a directory; expected a WAV file")
         if not wav.is_file():
             raise DataError(f"{wav}: WAV file not found")
     if args.calibrate_json is not None and not args.calibrate:
         raise KwsError(f"--calibrate-json {args.calibrate_json}: needs --calibrate")
-    if args.det_png and Path(args.det_png).suffix.lower() != ".png":
-        raise KwsError(f"--det-png {args.det_png}: expected a .png path")
+    if args.det_png:
+        check_png_path(Path(args.det_png), flag="--det-png")
 
     from kws.runtime.model import KwsModel, default_model_path
 

@@ -111,6 +111,8 @@ class EvalData:
 def load_eval_npz(path: str | Path) -> EvalData:
     """Read and validate an npz for kws-eval (no pickles). Raises :class:`DataError`."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory; expected an .npz file")
     if not path.is_file():
         raise DataError(f"{path}: npz file not found")
     if not zipfile.is_zipfile(path):  # np.load would try a pickle and talk about allow_pickle
@@ -138,6 +140,11 @@ def load_eval_npz(path: str | Path) -> EvalData:
         raise DataError(f"{path}: wav_vals has shape {wav.shape}; expected (N, window_samples)")
     if wav.dtype != np.int16 and wav.dtype not in (np.float32, np.float64):
         raise DataError(f"{path}: wav_vals dtype {wav.dtype}; expected int16 PCM or float32")
+    if wav.dtype != np.int16:
+        bad = ~np.isfinite(wav).all(axis=1)
+        if bad.any():
+            raise DataError(f"{path}: {int(bad.sum())} clip(s) of wav_vals hold NaN or infinite samples "
+                            f"(first: clip {int(np.flatnonzero(bad)[0])}); expected finite audio in [-1, 1]")
     stored_shape = labels.shape
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
@@ -226,7 +233,7 @@ def evaluate(model: KwsModel, data: EvalData, *, split: str = "all") -> dict[str
     result.update({
         "model": str(model.path),
         "backend": model.backend,
-        "quantization": model.meta.quantization.get("type", "float32"),
+        "quantization": model.quantization_type,
         "data": str(data.path),
         "split": split,
     })

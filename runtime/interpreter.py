@@ -87,6 +87,9 @@ class TfliteModel:
             if interpreter_cls is not None:
                 self.backend = name
                 break
+        if interpreter_cls is None and backend != "auto":
+            raise ModelError(f"interpreter backend {backend!r} is not installed (pip install {backend}); "
+                             "--backend auto takes the first installed one")
         if interpreter_cls is None:
             raise ModelError("no TFLite interpreter is installed: pip install ai-edge-litert "
                              "(or tflite-runtime on 32-bit Raspberry Pi OS)")

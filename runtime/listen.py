@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--wav", metavar="FILE", help="stream a WAV file (any rate, mono or stereo)")
     src.add_argument("--realtime", action="store_true", help="with --wav: play the file at real time")
     src.add_argument("--stdin", action="store_true", help="read raw S16_LE mono PCM from stdin")
-    src.add_argument("--stdin-rate", type=int, default=8000, metavar="HZ",
+    src.add_argument("--stdin-rate", type=int, default=None, metavar="HZ",
                      help="sample rate of --stdin (default 8000)")
     src.add_argument("--max-seconds", type=float, metavar="S",
                      help="microphone: stop after S seconds of audio (default: run until Ctrl-C)")
@@ -139,6 +139,13 @@ def _main(argv: Sequence[str] | None) -> int:
         raise KwsError("--wav and --stdin both given; choose one source")
     if args.realtime and args.wav is None:
         raise KwsError("--realtime only applies to --wav")
+    file_source = "--wav" if args.wav is not None else "--stdin" if args.stdin else None
+    for flag, value in (("--device", args.device), ("--capture-rate", args.capture_rate),
+                        ("--max-seconds", args.max_seconds)):
+        if file_source and value is not None:
+            raise KwsError(f"{flag} only applies to the microphone, not to {file_source}")
+    if args.stdin_rate is not None and not args.stdin:
+        raise KwsError("--stdin-rate only applies to --stdin")
     if args.max_seconds is not None and not args.max_seconds > 0:
         raise KwsError(f"--max-seconds {args.max_seconds}: expected a positive number")
 
@@ -154,9 +161,9 @@ def _main(argv: Sequence[str] | None) -> int:
     pipeline = Pipeline(model, hop_ms=args.hop_ms, detector=config, on_window=verbose)
     rate = model.features.sample_rate_hz
     source = open_source(wav=args.wav, stdin=args.stdin, device=args.device, target_rate_hz=rate,
-                         realtime=args.realtime, stdin_rate_hz=args.stdin_rate,
+                         realtime=args.realtime, stdin_rate_hz=8000 if args.stdin_rate is None else args.stdin_rate,
                          max_seconds=args.max_seconds, capture_rate_hz=args.capture_rate)
-    quant = model.meta.quantization.get("type", model.tflite.input_quant.dtype)
+    quant = model.quantization_type
     threads = args.threads if args.threads is not None else "default"
     if not args.quiet:
         print(f"{PROG}: {model.path.name} ({quant}, {len(model.labels)} labels) on {model.backend} "
@@ -182,6 +189,9 @@ def _main(argv: Sequence[str] | None) -> int:
     if not args.quiet or interrupted:
         print(f"{PROG}: {'interrupted; ' if interrupted else ''}{summary_line(pipeline, source)}",
               file=sys.stderr)
+    if pipeline.windows_scored == 0 and not interrupted:
+        logger.warning("%.2f s of audio is shorter than one window (%.2f s): nothing was scored",
+                       pipeline.duration_s, model.features.window_seconds)
     return EXIT_INTERRUPTED if interrupted else EXIT_OK
 
 

@@ -56,7 +56,7 @@ class ModelMeta:
     # -- accessors -----------------------------------------------------------------------
     @property
     def quantization(self) -> Mapping[str, Any]:
-        return self.extra.get("quantization", {"type": "float32"})
+        return self.extra.get("quantization", {})
 
     @property
     def detection(self) -> dict[str, Any]:
@@ -129,6 +129,11 @@ def sidecar_path(model_path: str | Path) -> Path:
 def load_sidecar(model_path: str | Path) -> ModelMeta:
     """The JSON that travels with ``model_path``; a model without one is refused."""
     json_path = sidecar_path(model_path)
+    if Path(model_path).is_dir():
+        raise ModelError(f"{model_path}: is a directory; expected a .tflite model file")
+    if not Path(model_path).exists():
+        raise ModelError(f"{model_path}: model file not found (expected a .tflite file exported by "
+                         "convert/export.py)")
     if not json_path.exists():
         raise ModelError(f"{model_path}: no feature/label JSON beside it (expected {json_path}); "
                          "export the model with convert/export.py, which writes it")

@@ -63,6 +63,14 @@ class KwsModel:
         return self.meta.features
 
     @property
+    def quantization_type(self) -> str:
+        """``"float32"``, ``"dynamic"`` or ``"int8"``: the JSON's ``quantization.type``, or, where the
+        JSON has none, the dtype of the model's input tensor."""
+        quant = self.meta.quantization
+        given = quant.get("type") if isinstance(quant, dict) else None
+        return str(given or self.tflite.input_quant.dtype)
+
+    @property
     def backend(self) -> str:
         return self.tflite.backend
 

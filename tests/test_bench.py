@@ -300,6 +300,9 @@ def test_bad_flags(tiny_models, tmp_path, capsys):
     assert rc == 2 and "--threads '1,x': expected comma-separated positive integers" in err
     rc, err = _run_err(capsys, [*FAST, "--model", model, "--hop-ms", "0"])
     assert rc == 2 and "--hop-ms '0'" in err
+    for bad in ("nan", "inf", "250,nan"):
+        rc, err = _run_err(capsys, [*FAST, "--model", model, "--hop-ms", bad])
+        assert rc == 2 and f"--hop-ms '{bad}': expected comma-separated positive numbers" in err
     rc, err = _run_err(capsys, [*FAST, "--model", model, "--compare", "other"])
     assert rc == 2 and "--compare other: not a model in this run (one of: tiny_int8" in err
     rc, err = _run_err(capsys, [*FAST, "--models-dir", str(tmp_path / "none")])
@@ -308,3 +311,22 @@ def test_bad_flags(tiny_models, tmp_path, capsys):
     assert rc == 2 and "--windows 0: expected an integer >= 1" in err
     rc, err = _run_err(capsys, ["--no-shipped", "-q"])
     assert rc == 2 and "no models to benchmark" in err
+
+
+def test_existing_results_are_kept_without_force(tiny_models, tmp_path, capsys):
+    model = str(tiny_models["tiny_int8"])
+    out = tmp_path / "b.json"
+    out.write_text("my earlier results")
+    rc, err = _run_err(capsys, [*FAST, "--model", model, "--threads", "1", "--json-out", str(out)])
+    assert rc == 2 and err == f"kws-bench: error: {out} already exists; pass --force to replace it"
+    assert out.read_text() == "my earlier results"
+    (tmp_path / "afile").write_text("x")
+    rc, err = _run_err(capsys, [*FAST, "--model", model, "--out", str(tmp_path / "afile")])
+    assert rc == 2 and "is a file; expected a directory" in err
+    (tmp_path / "adir.json").mkdir()
+    rc, err = _run_err(capsys, [*FAST, "--model", model, "--json-out", str(tmp_path / "adir.json")])
+    assert rc == 2 and "is a directory" in err
+    assert main([*FAST, "--model", model, "--threads", "1", "--hop-ms", "250", "--json-out", str(out),
+                 "--force"]) == 0
+    assert json.loads(out.read_text())["format"] == "kws-bench/1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir.json", "afile", "b.json"]   # no temp files

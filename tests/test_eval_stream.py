@@ -320,3 +320,27 @@ def test_other_bad_inputs(tiny_models, streams_dir, tmp_path, capsys):  # noqa: 
     not_wav.write_bytes(b"RIFF" + struct.pack("<I", 4) + b"JUNK")
     shutil.copy(streams_dir / "kw.json", tmp_path / "kw.json")
     assert "not a WAV file" in _bad(capsys, "--model", model, "--wav", not_wav)
+
+
+def test_plot_and_wav_paths_checked_before_any_audio(tiny_models, streams_dir, tmp_path, capsys):  # noqa: F811
+    model, wav = tiny_models["float"], streams_dir / "kw.wav"
+    err = _bad(capsys, "--model", model, "--wav", wav, "--det-png", tmp_path / "no" / "such" / "det.png")
+    assert "--det-png" in err and "does not exist (make it first)" in err
+    (tmp_path / "d.png").mkdir()
+    assert "is a directory; expected a .png file name" in _bad(capsys, "--model", model, "--wav", wav,
+                                                               "--det-png", tmp_path / "d.png")
+    (tmp_path / "dir.wav").mkdir()
+    shutil.copy(streams_dir / "kw.json", tmp_path / "dir.json")
+    assert "dir.wav: is a directory; expected a WAV file" in _bad(capsys, "--model", model, "--wav",
+                                                                  tmp_path / "dir.wav")
+
+
+def test_truth_defaults_to_the_demo_name_where_only_that_exists(tmp_path, streams_dir):
+    from kws.runtime.eval_stream import default_truth_path
+
+    wav = tmp_path / "demo.wav"
+    assert default_truth_path(wav) == tmp_path / "demo.json"            # neither: the usual name
+    (tmp_path / "demo.truth.json").write_text("{}")
+    assert default_truth_path(wav) == tmp_path / "demo.truth.json"      # kws-data demo's name
+    (tmp_path / "demo.json").write_text("{}")
+    assert default_truth_path(wav) == tmp_path / "demo.json"            # both: kws-data stream's wins

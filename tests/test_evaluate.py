@@ -213,7 +213,18 @@ def test_bad_npz_files(models_dir, tmp_path, capsys):
     rc, err = _run_err(["--model", model, "--data", str(tmp_path / "broken.npz")], capsys)
     assert rc == 2 and ("not a readable .npz file" in err or "not an .npz file" in err)
     rc, err = _run_err(["--model", str(tmp_path / "missing.tflite"), "--data", str(tmp_path / "x.npz")], capsys)
-    assert rc == 2 and "missing.tflite" in err
+    assert rc == 2 and "missing.tflite: model file not found" in err and "JSON" not in err
+    (tmp_path / "dir.tflite").mkdir()
+    rc, err = _run_err(["--model", str(tmp_path / "dir.tflite"), "--data", str(tmp_path / "x.npz")], capsys)
+    assert rc == 2 and "dir.tflite: is a directory; expected a .tflite model file" in err
+    (tmp_path / "dir.npz").mkdir()
+    rc, err = _run_err(["--model", model, "--data", str(tmp_path / "dir.npz")], capsys)
+    assert rc == 2 and "dir.npz: is a directory; expected an .npz file" in err
+    nan = np.zeros((3, 8000), np.float32)
+    nan[1, 5] = np.nan
+    np.savez(tmp_path / "nan.npz", wav_vals=nan, label_vals=np.array([["yes"], ["no"], ["up"]]))
+    rc, err = _run_err(["--model", model, "--data", str(tmp_path / "nan.npz")], capsys)
+    assert rc == 2 and "1 clip(s) of wav_vals hold NaN or infinite samples (first: clip 1)" in err
 
 
 def test_metric_helpers():

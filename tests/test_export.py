@@ -341,7 +341,38 @@ def test_bad_source_arguments(tmp_path, run_dir, gen_npz, capsys, monkeypatch):
     assert "--rep-samples 0: expected a positive number" in capsys.readouterr().err
     assert main(["--model", str(run_dir), "--input-percentile", "40", *out]) == 2
     assert "--input-percentile 40.0: expected a number in (50, 100]" in capsys.readouterr().err
+    assert main(["--model", str(run_dir), "--input-percentile", "99", *out]) == 2
+    assert "needs --int8" in capsys.readouterr().err
+    assert main(["--model", str(run_dir), "--threads", "0", *out]) == 2
+    assert "--threads 0: expected a positive integer" in capsys.readouterr().err
+    (tmp_path / "afile").write_text("x")
+    assert main(["--model", str(run_dir), "--out", str(tmp_path / "afile")]) == 2
+    assert "is a file; expected a directory" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+def test_failure_after_conversion_leaves_the_old_export(exported, tmp_path, run_dir, gen_npz, monkeypatch,
+                                                         capsys):
+    """Parity failing (here: forced) must not leave half an export, nor touch the one already there."""
+    import shutil
+
+    import kws.convert.export as export_mod
+
+    old, _ = exported
+    out = tmp_path / "m"
+    shutil.copytree(old, out)
+    before = {p.name: file_sha256(p) for p in out.iterdir()}
+
+    def boom(*args, **kwargs):
+        raise ModelError("parity failed on purpose")
+
+    monkeypatch.setattr(export_mod, "measure_parity", boom)
+    rc = main(["--model", str(run_dir), "--data", str(gen_npz), "--out", str(out), "--int8", "--force", "-q"])
+    assert rc == 2 and "parity failed on purpose" in capsys.readouterr().err
+    assert {p.name: file_sha256(p) for p in out.iterdir()} == before   # no staging folder left either
+    fresh = tmp_path / "fresh"
+    assert main(["--model", str(run_dir), "--data", str(gen_npz), "--out", str(fresh), "--int8", "-q"]) == 2
+    assert not fresh.exists()
 
 
 def test_model_json_mismatch_is_refused(tmp_path, run_dir, gen_npz, capsys):
@@ -412,3 +443,14 @@ def test_defaults_to_newest_kws_train_run(tmp_path, run_dir, gen_npz, monkeypatc
     assert main(["--out", "m", "-q"]) == 0
     assert "exporting the newest kws-train output: runs/new" in capsys.readouterr().out
     assert json.loads((tmp_path / "m" / "model_float32.json").read_text())["architecture"] == {"name": "new"}
+
+
+def test_a_file_that_is_not_a_keras_model_is_named(tmp_path):
+    from kws.convert.export import load_keras
+
+    bad = tmp_path / "model.keras"
+    bad.write_text("not a zip")
+    with pytest.raises(ModelError, match=r"model.keras: not a .keras model \(expected the zip archive"):
+        load_keras(bad)
+    with pytest.raises(ModelError, match="Keras model file not found"):
+        load_keras(tmp_path / "none.keras")

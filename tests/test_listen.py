@@ -398,6 +398,10 @@ def test_model_without_json(tiny_models, tmp_path, capsys):
     (["--realtime"], "--realtime only applies to --wav"),
     (["--wav", "a.wav", "--stdin"], "--wav and --stdin both given"),
     (["--stdin", "--stdin-rate", "0"], "--stdin-rate 0"),
+    (["--wav", "a.wav", "--device", "USB"], "--device only applies to the microphone, not to --wav"),
+    (["--stdin", "--capture-rate", "16000"], "--capture-rate only applies to the microphone, not to --stdin"),
+    (["--wav", "a.wav", "--max-seconds", "3"], "--max-seconds only applies to the microphone, not to --wav"),
+    (["--wav", "a.wav", "--stdin-rate", "16000"], "--stdin-rate only applies to --stdin"),
 ])
 def test_bad_flags(tiny_models, capsys, flags, message):
     code, line = run_error(capsys, ["--model", str(tiny_models["int8"]), *flags])
@@ -427,3 +431,39 @@ def test_backend_flag_names_the_interpreter(tiny_models, stream_files, capsys, b
     assert code == 0, err
     assert f"on {backend} (1 threads)" in err
     check_detections(parse_json(out), stream_files["truth"])
+
+
+def test_a_named_backend_that_is_not_installed_is_named(tiny_models, stream_files, capsys, monkeypatch):
+    import kws.runtime.interpreter as interpreter
+
+    real = interpreter._import_backend
+    monkeypatch.setattr(interpreter, "_import_backend",
+                        lambda name: None if name == "tflite-runtime" else real(name))
+    code = listen.main(["--model", str(tiny_models["int8"]), "--wav", str(stream_files["8k"]),
+                        "--backend", "tflite-runtime"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "interpreter backend 'tflite-runtime' is not installed (pip install tflite-runtime)" in err
+
+
+def test_quantization_is_read_from_the_model_when_the_json_has_none(tiny_models, tmp_path):
+    import shutil
+
+    from kws.runtime.meta import ModelMeta
+    from kws.runtime.model import KwsModel
+
+    model = tmp_path / "m.tflite"
+    shutil.copy(tiny_models["int8"], model)
+    meta = ModelMeta.load(tiny_models["int8"].with_suffix(".json"))
+    ModelMeta(meta.labels, meta.features, {k: v for k, v in meta.extra.items() if k != "quantization"}).save(
+        model.with_suffix(".json"))
+    assert KwsModel(model).quantization_type == "int8"
+    assert KwsModel(tiny_models["int8"]).quantization_type == "int8"
+
+
+def test_audio_shorter_than_a_window_is_said(tiny_models, tmp_path, capsys):
+    write_wav(tmp_path / "blip.wav", np.zeros(80, np.float32), SR)
+    code = listen.main(["--model", str(tiny_models["int8"]), "--wav", str(tmp_path / "blip.wav"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert "0.01 s of audio is shorter than one window (1.00 s): nothing was scored" in err

@@ -646,6 +646,12 @@ def test_kws_train_extra_train_refuses_held_out_speakers(tmp_path, synth_npz, ca
     (["--data", "{synth}", "--model", "dscnn", "--speed-perturb", "-1"], "-1.0 (--speed-perturb): expected a number in [0, 1]"),
     (["--data", "{synth}", "--model", "dscnn", "--speed-perturb", "1", "--speed-range", "1.1", "0.9"],
      "speed range 1.1 0.9 (--speed-range): expected 0.5 <= MIN <= MAX <= 2"),
+    (["--data", "{synth}", "--model", "dscnn", "--seed", "-1"], "--seed -1: expected an integer in [0, 2**32)"),
+    (["--data", "{synth}", "--model", "dscnn", "--split-seed", "-3"], "--split-seed -3: expected an integer"),
+    (["--data", "{synth}", "--model", "dscnn", "--snr-db", "nan", "1"], "(--snr-db): expected two finite numbers"),
+    (["--data", "{synth}", "--model", "dscnn", "--snr-db", "0", "inf"], "(--snr-db): expected two finite numbers"),
+    (["--data", "{synth}", "--model", "dscnn", "--gain-db", "nan"], "(--gain-db): expected a number >= 0"),
+    (["--data", "{synth}", "--model", "dscnn", "--time-shift-ms", "nan"], "(--time-shift-ms): expected a number >= 0"),
 ])
 def test_bad_inputs_one_line_exit_2(tmp_path, synth_npz, capsys, argv, message):
     out_dir = tmp_path / "out"
@@ -697,3 +703,18 @@ def test_kws_train_runs_on_the_real_set(tmp_path, shared_npz, capsys):
     assert "split by speaker" in out
     report = json.loads((tmp_path / "real" / "eval.json").read_text())
     assert report["n"] > 200 and report["per_class"]["unknown"]["support"] > 50
+
+
+def test_kws_train_failure_during_fit_marks_the_run_failed(tmp_path, synth_npz, capsys, monkeypatch):
+    """An error inside model.fit must not leave model.json saying "running"."""
+    import keras
+
+    def broken_fit(self, *args, **kwargs):
+        raise RuntimeError("fit broke on purpose")
+
+    monkeypatch.setattr(keras.Model, "fit", broken_fit)
+    out_dir = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="on purpose"):
+        trainer.main(["--data", str(synth_npz), "--model", "dscnn", "--width", "4", "--depth", "1",
+                      "--epochs", "1", "--out", str(out_dir)])
+    assert ModelMeta.load(out_dir / "model.json").extra["training"]["status"] == "failed"

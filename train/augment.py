@@ -107,11 +107,15 @@ class AugmentConfig:
     speed_range: tuple[float, float] = (0.9, 1.1)
 
     def __post_init__(self) -> None:
-        if self.time_shift_ms < 0 or self.gain_db < 0:
-            raise KwsError(f"time_shift_ms={self.time_shift_ms}, gain_db={self.gain_db}: expected >= 0")
+        if not (math.isfinite(self.time_shift_ms) and self.time_shift_ms >= 0):
+            raise KwsError(f"time shift {self.time_shift_ms} ms (--time-shift-ms): expected a number >= 0")
+        if not (math.isfinite(self.gain_db) and self.gain_db >= 0):
+            raise KwsError(f"gain {self.gain_db} dB (--gain-db): expected a number >= 0")
         if not 0.0 <= self.noise_prob <= 1.0:
             raise KwsError(f"noise probability {self.noise_prob}: expected a number in [0, 1]")
         lo, hi = self.snr_db
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise KwsError(f"SNR range {lo} {hi} dB (--snr-db): expected two finite numbers")
         if lo > hi:
             raise KwsError(f"SNR range {lo} {hi} dB: expected MIN <= MAX")
         if self.time_masks < 0 or self.freq_masks < 0:

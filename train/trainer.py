@@ -218,6 +218,9 @@ def _check_args(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value < 1:
             raise KwsError(f"--{name.replace('_', '-')} {value}: expected a positive integer")
+    for flag, value in (("--seed", args.seed), ("--split-seed", args.split_seed)):
+        if value is not None and not 0 <= value < 2**32:
+            raise KwsError(f"{flag} {value}: expected an integer in [0, 2**32)")
     if not (args.lr > 0 and math.isfinite(args.lr)):
         raise KwsError(f"--lr {args.lr}: expected a positive number")
     if not 0.0 <= args.label_smoothing < 1.0:
@@ -602,6 +605,10 @@ def _main(argv: Sequence[str] | None) -> int:
         except KeyboardInterrupt:
             pass
         return EXIT_INTERRUPTED
+    except Exception:
+        meta = meta.replace(training=_training_summary("failed"))   # not left saying "running"
+        meta.save(out / "model.json")
+        raise
 
     _write_history()
     if not checkpoint.best_epoch:

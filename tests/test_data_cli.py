@@ -90,6 +90,8 @@ def test_inspect_object_labels_flag(capsys, tmp_path):
     assert code == 2 and "allow_pickle=True" in err and "Traceback" not in err
     code, out, _ = run_cli(capsys, "inspect", str(path), "--allow-pickle")
     assert code == 0 and "2 x 8000 samples" in out
+    code, out, _ = run_cli(capsys, "--allow-pickle", "inspect", str(path))  # as the loader's message says
+    assert code == 0 and "2 x 8000 samples" in out
 
 
 # ------------------------------------------------------------------------------------ from-folder
@@ -192,6 +194,8 @@ def test_from_folder_without_lists_has_no_split(tmp_path, sc_tree):
     ("nonoise", ["--silence-clips", "3"], "no _background_noise_/*.wav to cut 3 silence clips from"),
     (None, ["--keywords", "yes,bed"], "keywords ['bed'] are not in the vocabulary"),
     (None, ["--silence-clips", "-1"], "--silence-clips -1 is negative"),
+    (None, ["--max-unknown", "-1"], "--max-unknown -1 is negative, expected 0 or more"),
+    (None, ["--seed", "-1"], "--seed -1: expected an integer >= 0"),
 ])
 def test_from_folder_errors(capsys, tmp_path, sc_tree, setup, args, message):
     root = sc_tree
@@ -205,6 +209,40 @@ def test_from_folder_errors(capsys, tmp_path, sc_tree, setup, args, message):
         root, args = tmp_path / "nowhere", []
     code, _, err = run_cli(capsys, "from-folder", str(root), str(tmp_path / "x.npz"), *args)
     assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_from_folder_existing_out_needs_force(capsys, tmp_path, sc_tree):
+    out = tmp_path / "sc.npz"
+    out.write_bytes(b"mine")
+    code, _, err = run_cli(capsys, "from-folder", str(sc_tree), str(out), "--silence-clips", "2")
+    assert code == 2 and err == f"kws-data: error: {out} exists; use --force to overwrite it\n"
+    assert out.read_bytes() == b"mine"
+    code, _, err = run_cli(capsys, "from-folder", str(sc_tree), str(out), "--silence-clips", "2", "--force")
+    assert code == 0, err
+    assert len(load_npz(out)) == 42
+
+
+def test_from_folder_out_is_a_folder(capsys, tmp_path, sc_tree):
+    out = tmp_path / "adir.npz"
+    out.mkdir()
+    code, _, err = run_cli(capsys, "from-folder", str(sc_tree), str(out), "--force")
+    assert code == 2 and err == f"kws-data: error: {out}: is a folder; expected an .npz file path\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir.npz", "speech_commands"]
+
+
+def test_from_folder_failed_write_leaves_nothing(tmp_path, sc_tree, monkeypatch):
+    from kws.runtime.errors import DataError
+
+    out = tmp_path / "new" / "sc.npz"
+
+    def full_disk(path, **arrays):
+        Path(path).write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full_disk)
+    with pytest.raises(DataError, match=r"cannot write .*sc.npz: No space left on device"):
+        build_from_folder(sc_tree, out, silence_clips=2, progress=False)
+    assert not (tmp_path / "new").exists()  # no temporary file, and no folder made for it
 
 
 def test_helpers():
@@ -350,6 +388,34 @@ def test_fetch_offline_says_where_to_put_the_file(capsys, tmp_path):
     assert code == 1 and out == ""
     assert err.startswith(f"kws-data: error: cannot reach {url} (")
     assert f"put it at {dest}" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--url", "notaurl"], "--url notaurl: expected an http:// or https:// address"),
+    (["--url", "ftp:/x.npz"], "--url ftp:/x.npz: expected an http:// or https:// address"),
+    (["--timeout-s", "-1"], "--timeout-s -1.0: expected a number of seconds > 0"),
+    (["--timeout-s", "nan"], "--timeout-s nan: expected a number of seconds > 0"),
+    (["--timeout-s", "inf"], "--timeout-s inf: expected a number of seconds > 0"),
+    (["--name", "../x.npz"], "--name '../x.npz': expected a plain file name (no folder, no '..')"),
+    (["--name", "sub/x.npz"], "--name 'sub/x.npz': expected a plain file name"),
+    (["--name", ".."], "--name '..': expected a plain file name"),
+    (["--out", "{tmp}/ok.wav"], "{tmp}/ok.wav: is not a folder; expected a folder to put speech_wav_8000.npz in"),
+    (["--name", "adir"], "{tmp}/d/adir: is a folder; expected the path of the file to download"),
+])
+def test_fetch_bad_input_is_one_line(capsys, tmp_path, server, args, message):
+    (tmp_path / "ok.wav").write_bytes(b"mine")
+    (tmp_path / "d" / "adir").mkdir(parents=True)
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    base = {"--url": server.url, "--out": str(tmp_path / "d")}
+    for flag in args[::2]:
+        base.pop(flag, None)
+    code, out, err = run_cli(capsys, "fetch", *[x for kv in base.items() for x in kv], *args)
+    assert code == 2 and out == "" and err.count("\n") == 1 and "Traceback" not in err
+    assert message.replace("{tmp}", str(tmp_path)) in err
+    assert server.seen == []  # refused before any request
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "ok.wav"]
+    assert (tmp_path / "ok.wav").read_bytes() == b"mine"
+    assert [p.name for p in (tmp_path / "d").iterdir()] == ["adir"]
 
 
 def test_fetch_default_path_is_the_seeds(monkeypatch, tmp_path):

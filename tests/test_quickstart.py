@@ -81,6 +81,89 @@ def test_bad_input_messages(tmp_path, capsys):
     assert "--epochs 0: expected at least 1" in capsys.readouterr().err
 
 
+@pytest.fixture()
+def no_data_step(monkeypatch):
+    """A run that gets past its checks stops at step 1 (never trains)."""
+    from kws.runtime.errors import KwsError
+
+    def stop(*args, **kwargs):
+        raise KwsError("reached step 1")
+
+    monkeypatch.setattr(qs, "prepare_data", stop)
+
+
+def _earlier_run(out: Path) -> list[Path]:
+    for name in ("data", "train"):
+        (out / name).mkdir(parents=True)
+    (out / "data" / "synth.npz").write_bytes(b"earlier")
+    (out / "summary.json").write_text("{}")
+    return sorted(out.rglob("*"))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--data", "{tmp}/nonexist.npz"], "--data {tmp}/nonexist.npz: file not found"),
+    (["--data", "{tmp}"], "--data {tmp}: is a folder, expected an npz file"),
+    (["--data", "{out}/data/synth.npz"], "--data {out}/data/synth.npz: lies in {out}/data, which an earlier run "
+                                         "wrote and --force removes"),
+    (["--seed", "-1"], "--seed -1: expected an integer >= 0"),
+])
+def test_bad_input_removes_nothing_of_an_earlier_run(tmp_path, capsys, no_data_step, argv, message):
+    out = tmp_path / "q3"
+    before = _earlier_run(out)
+    argv = [a.replace("{tmp}", str(tmp_path)).replace("{out}", str(out)) for a in argv]
+    assert qs.main(["--no-seed-data", "--no-tts", "--quick", "--out", str(out), "--force", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message.replace("{tmp}", str(tmp_path)).replace("{out}", str(out)) in err and err.count("\n") == 1
+    assert sorted(out.rglob("*")) == before and (out / "data" / "synth.npz").read_bytes() == b"earlier"
+
+
+def test_seed_npz_in_the_outputs_is_not_removed(tmp_path, capsys, no_data_step):
+    seed = qs.seed_npz_path()  # ~/aiffel/speech_recognition/data/speech_wav_8000.npz
+    seed.parent.mkdir(parents=True)
+    seed.write_bytes(b"the download")
+    assert qs.main(["--quick", "--no-tts", "--out", str(seed.parent.parent), "--force"]) == 2
+    assert "the seed's npz " + str(seed) + ": lies in" in capsys.readouterr().err
+    assert seed.read_bytes() == b"the download"
+
+
+def test_out_that_is_a_file_is_one_line(tmp_path, capsys, no_data_step):
+    ok = tmp_path / "ok.wav"
+    ok.write_bytes(b"mine")
+    assert qs.main(["--out", str(ok), "--no-seed-data", "--no-tts"]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {ok}: is a file, not a folder" in err and err.count("\n") == 1 and ok.read_bytes() == b"mine"
+
+
+def test_a_failed_data_step_leaves_no_empty_folders(tmp_path, capsys):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"")
+    out = tmp_path / "new" / "q"
+    assert qs.main(["--data", str(bad), "--out", str(out), "--no-tts", "--quick"]) == 2
+    assert "bad.npz: file is empty" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    out.mkdir(parents=True)  # a folder the user made stays, without an empty data/ in it
+    assert qs.main(["--data", str(bad), "--out", str(out), "--no-tts", "--quick"]) == 2
+    assert out.is_dir() and list(out.iterdir()) == []
+
+
+def test_sample_npz_is_never_half_written(tmp_path, monkeypatch):
+    from kws.runtime.errors import DataError
+
+    src = write_synthetic_npz(tmp_path / "src.npz", clips_per_label=2, seed=0)
+    dst = tmp_path / "out" / "sample.npz"
+    dst.parent.mkdir()
+    dst.write_bytes(b"old")
+
+    def full_disk(fh, **arrays):
+        fh.write(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full_disk)
+    with pytest.raises(DataError, match="cannot write .*sample.npz: No space left on device"):
+        qs.sample_npz(src, dst, clips_per_label=1)
+    assert dst.read_bytes() == b"old" and [p.name for p in dst.parent.iterdir()] == ["sample.npz"]
+
+
 def _check_summary(out: Path, stdout: str, *, source: str) -> dict:
     summary = json.loads((out / "summary.json").read_text())
     s = summary["steps"]

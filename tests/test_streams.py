@@ -231,6 +231,9 @@ def test_registered_in_kws_data(synth_npz, tmp_path):
     (["--out", "stream.mp3"], "--out stream.mp3: expected a .wav path"),
     (["--pair", "--negatives-only"], "--pair and --negatives-only: pick one"),
     (["--noise-dir", "/nonexistent/noise"], "--noise-dir /nonexistent/noise: not a folder"),
+    (["--seed", "-1"], "--seed -1: expected an integer >= 0"),
+    (["--truth", "t.txt"], "--truth t.txt: expected a .json path"),
+    (["--out", "nowhere/s.wav"], "--out nowhere/s.wav: folder nowhere does not exist"),
 ])
 def test_bad_arguments(synth_npz, tmp_path, argv, message, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -278,4 +281,103 @@ def test_noise_dir(synth_npz, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(DataError, match="no .wav files in it"):
-        run_cli("--data", synth_npz, "--minutes", 0.5, "--out", tmp_path / "s.wav", "--noise-dir", empty)
+        run_cli("--data", synth_npz, "--minutes", 0.5, "--out", tmp_path / "s.wav", "--noise-dir", empty, "--force")
+
+
+def _one_line_error(capsys, argv) -> str:
+    from kws.train.data_cli import main
+
+    code = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_truth_or_out_at_an_input_is_refused(synth_npz, tmp_path, capsys):
+    import shutil
+
+    data = tmp_path / "data.npz"
+    shutil.copy(synth_npz, data)
+    before = data.read_bytes()
+    err = _one_line_error(capsys, ["stream", "--data", data, "--minutes", "0.1", "--out", tmp_path / "s.wav",
+                                   "--truth", data, "--split", "all"])
+    assert f"--truth {data}: is the --data file it reads" in err
+    err = _one_line_error(capsys, ["stream", "--data", data, "--minutes", "0.1", "--out", tmp_path / "s.wav",
+                                   "--truth", data, "--split", "all", "--force"])  # --force does not allow it
+    assert "is the --data file it reads" in err
+    assert data.read_bytes() == before and not (tmp_path / "s.wav").exists()
+
+
+def test_existing_outputs_need_force(synth_npz, tmp_path, capsys):
+    base = ["stream", "--data", synth_npz, "--minutes", "0.1", "--split", "all"]
+    out, truth = tmp_path / "s1.wav", tmp_path / "s1.json"
+    out.write_bytes(b"mine")
+    err = _one_line_error(capsys, [*base, "--out", out])
+    assert f"--out: {out} exists; use --force to overwrite it" in err and out.read_bytes() == b"mine"
+    out.unlink()
+    truth.write_text("mine")
+    err = _one_line_error(capsys, [*base, "--out", out])
+    assert f"--truth: {truth} exists; use --force" in err and truth.read_text() == "mine" and not out.exists()
+    truth.unlink()
+    (tmp_path / "s1_negatives.wav").write_bytes(b"mine")  # --pair's files are outputs too
+    err = _one_line_error(capsys, [*base, "--out", out, "--pair"])
+    assert "s1_negatives.wav exists; use --force" in err and not out.exists() and not truth.exists()
+    from kws.train.data_cli import main
+
+    assert main([str(a) for a in [*base, "--out", out, "--pair", "--force"]]) == 0
+    assert (tmp_path / "s1_negatives.wav").read_bytes() != b"mine" and truth.is_file()
+
+
+def test_out_that_is_a_folder_is_one_line(synth_npz, tmp_path, capsys):
+    (tmp_path / "adir.wav").mkdir()
+    err = _one_line_error(capsys, ["stream", "--data", synth_npz, "--minutes", "0.1", "--split", "all",
+                                   "--out", tmp_path / "adir.wav", "--force"])
+    assert "adir.wav: is a folder; expected a .wav file path" in err
+
+
+def test_a_failed_write_leaves_nothing_behind(synth_npz, tmp_path, monkeypatch):
+    from kws.runtime import audio_io
+
+    real = audio_io.write_wav
+    calls = []
+
+    def flaky(path, audio, rate):  # the second wav (--pair's negatives) fails: disk full
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real(path, audio, rate)
+
+    monkeypatch.setattr(audio_io, "write_wav", flaky)
+    with pytest.raises(DataError, match=r"cannot write .*s_negatives.wav: No space left on device"):
+        run_cli("--data", synth_npz, "--minutes", 0.1, "--out", tmp_path / "s.wav", "--split", "all", "--pair")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no stream, no truth, no temporary file
+
+
+def test_write_atomically_keeps_the_old_file_on_failure(tmp_path):
+    old = tmp_path / "a.json"
+    old.write_text("old")
+
+    def fail(tmp):
+        tmp.write_text("half")
+        raise DataError("boom")
+
+    with pytest.raises(DataError, match="boom"):
+        streams.write_atomically([(old, lambda tmp: tmp.write_text("new")), (tmp_path / "b.json", fail)])
+    assert old.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
+    streams.write_atomically([(old, lambda tmp: tmp.write_text("new"))])
+    assert old.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
+
+
+def test_object_labels_load_with_allow_pickle(synth_npz, tmp_path, capsys):
+    from kws.train.data_cli import main
+
+    with np.load(synth_npz) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["label_vals"] = arrays["label_vals"].astype(object)
+    obj = tmp_path / "obj.npz"
+    np.savez(obj, **arrays)
+    base = ["--data", str(obj), "--minutes", "0.1", "--split", "all"]
+    err = _one_line_error(capsys, ["stream", *base, "--out", tmp_path / "a.wav"])
+    assert "allow_pickle=True (--allow-pickle of kws-data inspect/stream/demo or kws-train)" in err
+    assert main(["--allow-pickle", "stream", *base, "--out", str(tmp_path / "b.wav")]) == 0  # as the message says
+    assert main(["stream", *base, "--out", str(tmp_path / "c.wav"), "--allow-pickle"]) == 0

@@ -107,6 +107,83 @@ def test_existing_output_needs_force(tmp_path):
         tts.generate(out=out, path="")
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--stream", "s4.wav", "--truth", "s4.wav"], "--truth s4.wav: is the same file as --stream s4.wav"),
+    (["--out", "same.wav", "--stream", "same.wav"], "--stream same.wav: is the same file as --out same.wav"),
+    (["--out", "d.npz", "--stream", "s.wav", "--truth", "d.npz"], "--truth d.npz: is the same file as --out"),
+    (["--stream", "x.npz"], "--stream x.npz: expected a .wav path"),
+    (["--out", "d.wav"], "--out d.wav: expected a .npz path"),
+    (["--stream", "s.wav", "--truth", "t.txt"], "--truth t.txt: expected a .json path"),
+    (["--truth", "t.json", "--out", "d.npz"], "--truth t.json: is the truth of --stream; give --stream"),
+    (["--stream", "adir.wav", "--force"], "--stream adir.wav: is a folder; expected a .wav file path"),
+    (["--stream", "file.txt/s.wav"], "--stream file.txt/s.wav: file.txt is not a folder"),
+    (["--out", "noise.npz", "--noise", "noise.npz", "--force"], "--out noise.npz: is the --noise file it reads"),
+    (["--out", "d.npz", "--noise", "none.npz"], "--noise none.npz: file not found"),
+    (["--stream", "s.wav", "--stream-seconds", "nan"], "--stream-seconds nan: expected a number of seconds in [3, "),
+    (["--stream", "s.wav", "--stream-seconds", "inf"], "--stream-seconds inf: expected a number of seconds in [3, "),
+    (["--stream", "s.wav", "--stream-seconds", "2"], "--stream-seconds 2.0: expected a number of seconds in [3, "),
+    (["--stream", "s.wav", "--seed", "-1"], "--seed -1: expected an integer >= 0"),
+])
+def test_bad_paths_and_numbers_are_refused_before_generating(tmp_path, monkeypatch, capsys, argv, message):
+    from kws.train.data_cli import main as kws_data
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "adir.wav").mkdir()
+    (tmp_path / "file.txt").write_text("mine")
+    (tmp_path / "noise.npz").write_bytes(b"mine")
+    monkeypatch.setattr(tts, "detect_voices", lambda **kw: pytest.fail("generated before checking the flags"))
+    assert kws_data(["demo", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir.wav", "file.txt", "noise.npz"]
+    assert (tmp_path / "noise.npz").read_bytes() == b"mine"
+
+
+def _fake_engine(monkeypatch):
+    """Stand-ins for the engines: one voice, a 2-clip npz, a silent 4 s stream."""
+    monkeypatch.setattr(tts, "detect_voices", lambda **kw: [tts.Voice("espeak-ng", "en-us", "")])
+    monkeypatch.setattr(tts, "demo_dataset", lambda voices, **kw: {
+        "wav_vals": np.zeros((2, 8000), np.float32), "label_vals": np.array([["yes"], ["no"]])})
+    truth = {"format": "kws-stream-truth/1", "sample_rate_hz": 8000, "duration_s": 4.0, "events": [],
+             "unknown_events": []}
+    monkeypatch.setattr(tts, "demo_stream", lambda voices, **kw: (np.zeros(32000, np.float32), truth))
+
+
+def test_outputs_are_written_together_or_not_at_all(tmp_path, monkeypatch):
+    _fake_engine(monkeypatch)
+
+    def full_disk(path, audio, rate):
+        Path(path).write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tts, "write_wav", full_disk)
+    with pytest.raises(DataError, match=r"cannot write .*s\.wav: No space left on device"):
+        tts.generate(out=tmp_path / "d.npz", stream=tmp_path / "s.wav")
+    assert list(tmp_path.iterdir()) == []  # no npz, stream, truth or temporary file
+    monkeypatch.undo()
+    _fake_engine(monkeypatch)
+    res = tts.generate(out=tmp_path / "d.npz", stream=tmp_path / "s.wav")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npz", "s.truth.json", "s.wav"]
+    assert res.npz == tmp_path / "d.npz" and res.truth == tmp_path / "s.truth.json" and res.n_clips == 2
+
+
+def test_noise_npz_with_object_labels_needs_allow_pickle(tmp_path, monkeypatch, capsys):
+    noise = tmp_path / "obj.npz"
+    np.savez(noise, wav_vals=np.full((2, 8000), 0.01, np.float32),
+             label_vals=np.array([["silence"], ["yes"]], dtype=object))
+    with pytest.raises(DataError, match="allow_pickle=True"):
+        tts._noise_bank(noise)
+    assert tts._noise_bank(noise, allow_pickle=True).shape == (1, 8000)
+    seen = {}
+    monkeypatch.setattr(tts, "generate", lambda **kw: seen.update(kw) or tts.DemoResult([], [], []))
+    from kws.train.data_cli import main as kws_data
+
+    for argv in (["--allow-pickle", "demo", "--noise", str(noise)], ["demo", "--noise", str(noise), "--allow-pickle"]):
+        seen.clear()
+        assert kws_data([*argv, "--out", str(tmp_path / "d.npz")]) == 0
+        assert seen["allow_pickle"] is True
+
+
 # -- signal helpers ---------------------------------------------------------------------------
 def test_trim_word_cuts_silence():
     rng = np.random.default_rng(0)

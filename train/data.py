@@ -218,7 +218,8 @@ def _read_member(path: Path, npz, key: str, *, allow_pickle: bool) -> np.ndarray
     except ValueError as exc:
         if "allow_pickle" in str(exc) or "pickle" in str(exc).lower():
             raise _fail(path, f"{key} is an object-dtype (pickled) array; it loads only with "
-                              "allow_pickle=True (kws-data --allow-pickle), use it only for a file you trust, "
+                              "allow_pickle=True (--allow-pickle of kws-data inspect/stream/demo or kws-train), "
+                              "use it only for a file you trust, "
                               "or re-save the labels as a str array") from None
         raise _fail(path, f"cannot read {key}: {exc}") from None
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:

@@ -18,6 +18,7 @@ import importlib
 import json
 import logging
 import math
+import urllib.parse
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -178,7 +179,7 @@ def _cmd_from_folder(args: argparse.Namespace) -> int:
     keywords = tuple(k for part in args.keywords for k in part.split(",") if k) if args.keywords else KEYWORDS
     summary = build_from_folder(args.dir, args.out, keywords=keywords, silence_clips=args.silence_clips,
                                 max_unknown=args.max_unknown, seed=args.seed, dtype=args.dtype,
-                                compress=args.compress, progress=not args.quiet)
+                                compress=args.compress, force=args.force, progress=not args.quiet)
     load_npz(summary.out)  # the file we wrote must pass the loader's checks
     counts = ", ".join(f"{k} {v:,}" for k, v in sorted(summary.counts.items(), key=lambda kv: -kv[1]))
     rates = ", ".join(f"{r} Hz: {c:,}" for r, c in sorted(summary.resampled_from_hz.items()))
@@ -198,7 +199,11 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     from kws.train import fetch as fetch_mod
 
     dest_dir = Path(args.out).expanduser() if args.out else fetch_mod.default_path().parent
-    name = args.name or Path(args.url.split("?")[0]).name or fetch_mod.SEED_NAME
+    if args.name:
+        name = fetch_mod.check_name(args.name)
+    else:
+        url_name = Path(urllib.parse.urlsplit(args.url).path).name
+        name = fetch_mod.check_name(url_name, what="--url's file name") if url_name else fetch_mod.SEED_NAME
     path = fetch_mod.fetch(args.url, dest_dir / name, timeout_s=args.timeout_s, force=args.force,
                            progress=not args.quiet)
     print(f"{path}  ({path.stat().st_size:,} bytes); check it with: kws-data inspect {path}")
@@ -222,6 +227,9 @@ def _build_parser(command: str | None, plugin=None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Data for keyword spotting: inspect, build, fetch.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings only, no progress bars")
+    parser.add_argument("--allow-pickle", action="store_true", dest="allow_pickle_all",
+                        help="allow object-dtype (pickled) arrays in the npz files a subcommand reads "
+                             "(inspect, stream, demo); only for files you trust")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("inspect", help="clips per label, speakers, peak/RMS levels, clipping, duration",
@@ -242,10 +250,12 @@ def _build_parser(command: str | None, plugin=None) -> argparse.ArgumentParser:
     p.add_argument("--max-unknown", type=int, metavar="N", help="keep at most N unknown clips (default: all)")
     p.add_argument("--keywords", nargs="+", metavar="WORD",
                    help="words that keep their label (default: all ten seed keywords); others become unknown")
-    p.add_argument("--seed", type=int, default=0, help="seed for silence crops and the unknown subsample")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed for silence crops and the unknown subsample, an integer >= 0 (default 0)")
     p.add_argument("--dtype", choices=("int16", "float32"), default="int16",
                    help="clip storage (default int16: half the size of the seed's float32)")
     p.add_argument("--compress", action="store_true", help="np.savez_compressed (smaller, not memory-mappable)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing OUT.npz")
     p.set_defaults(func=_cmd_from_folder)
 
     p = sub.add_parser("fetch", help="download the seed's speech_wav_8000.npz (about 1.6 GB, resumes)",
@@ -253,9 +263,9 @@ def _build_parser(command: str | None, plugin=None) -> argparse.ArgumentParser:
                                    ".part file and checking the size.")
     p.add_argument("--out", metavar="DIR", help=f"folder to put it in (default {default_path().parent})")
     p.add_argument("--url", default=SEED_URL, help="where to download from (default: the seed's address)")
-    p.add_argument("--name", help="file name (default: the URL's)")
+    p.add_argument("--name", help="file name, without a folder (default: the URL's)")
     p.add_argument("--force", action="store_true", help="download again even if the file exists")
-    p.add_argument("--timeout-s", type=float, default=30.0, help="network timeout in seconds (default 30)")
+    p.add_argument("--timeout-s", type=float, default=30.0, help="network timeout in seconds, > 0 (default 30)")
     p.set_defaults(func=_cmd_fetch)
 
     for name, (_module_name, help_text) in PLUGINS.items():
@@ -284,6 +294,8 @@ def _main(argv: Sequence[str] | None) -> int:
             raise KwsError(f"'{command}' is not available in this installation: cannot import {module_name} "
                            f"({exc.__class__.__name__}: {exc})", exit_code=EXIT_FAILURE) from None
     args = _build_parser(command, plugin).parse_args(argv)
+    if hasattr(args, "allow_pickle"):  # `kws-data --allow-pickle CMD` as well as `kws-data CMD --allow-pickle`
+        args.allow_pickle = args.allow_pickle or args.allow_pickle_all
     configure_logging(-1 if args.quiet else args.verbose)
     return int(args.func(args) or 0)
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import http.client
 import logging
+import math
 import os
 import re
 import socket
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -45,6 +47,36 @@ def _total_from_content_range(value: str | None) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def check_url(url: str) -> str:
+    """``url`` when it is an http:// or https:// address with a host; else a KwsError."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        raise KwsError(f"--url {url}: expected an http:// or https:// address")
+    return url
+
+
+def check_name(name: str, *, what: str = "--name") -> str:
+    """``name`` when it is a plain file name (no folder part, not ``.`` or ``..``); else a KwsError.
+
+    ``what`` says where the name came from, for the message.
+    """
+    seps = {os.sep, "/", "\\"} | ({os.altsep} if os.altsep else set())
+    if not name or name in (".", "..") or any(sep in name for sep in seps) or "\0" in name:
+        raise KwsError(f"{what} {name!r}: expected a plain file name (no folder, no '..')")
+    return name
+
+
+def _check_dest(dest: Path) -> None:
+    """Refuse a destination that is a folder, or whose nearest existing parent is not a folder."""
+    if dest.is_dir():
+        raise KwsError(f"{dest}: is a folder; expected the path of the file to download")
+    for folder in (dest.parent, *dest.parent.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise KwsError(f"{folder}: is not a folder; expected a folder to put {dest.name} in (--out DIR)")
+            return
+
+
 def _by_hand(url: str, dest: Path) -> str:
     return f"download {url} on a machine with a network and put it at {dest}"
 
@@ -55,9 +87,9 @@ def fetch(url: str = SEED_URL, dest: str | Path | None = None, *, timeout_s: flo
 
     Parameters
     ----------
-    url : the file to download
+    url : the file to download (http:// or https://)
     dest : the final file path
-    timeout_s : socket timeout in seconds for connecting and for each read
+    timeout_s : socket timeout in seconds for connecting and for each read (> 0)
     force : download again even when ``dest`` exists
     progress : show a tqdm bar on stderr
 
@@ -67,13 +99,20 @@ def fetch(url: str = SEED_URL, dest: str | Path | None = None, *, timeout_s: flo
 
     Raises
     ------
+    KwsError
+        Bad input (exit 2): a URL that is not http(s), a timeout that is not a positive number, a
+        destination that is a folder or lies under a file.
     FetchError
         No network or server unreachable (the message says where to put the file by hand), an HTTP
         error, or a size that does not match what the server announced (``.part`` is kept to resume).
     """
     from tqdm import tqdm
 
+    check_url(url)
+    if not (isinstance(timeout_s, (int, float)) and math.isfinite(timeout_s) and timeout_s > 0):
+        raise KwsError(f"--timeout-s {timeout_s}: expected a number of seconds > 0")
     dest = Path(dest).expanduser() if dest is not None else default_path()
+    _check_dest(dest)
     if dest.exists() and not force:
         logger.info("%s already exists (%d bytes); use --force to download it again", dest, dest.stat().st_size)
         return dest

@@ -137,9 +137,41 @@ def sample_npz(src: Path, dst: Path, *, clips_per_label: int, seed: int = 0) -> 
     if ds.split is not None:
         arrays["split"] = np.asarray(ds.split)[idx]
     dst.parent.mkdir(parents=True, exist_ok=True)
-    with open(dst, "wb") as fh:
-        np.savez(fh, **arrays)
+    _write_npz(dst, arrays)
     return len(idx)
+
+
+def _write_npz(dst: Path, arrays: dict[str, np.ndarray]) -> Path:
+    """``np.savez`` to a temporary file beside ``dst``, renamed onto it (never half-written)."""
+    from kws.train.streams import write_atomically
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:  # np.savez on a path would append .npz to the temporary name
+            np.savez(fh, **arrays)
+
+    write_atomically([(dst, write)])
+    return dst
+
+
+def check_data_file(path: Path, *, what: str = "--data") -> Path:
+    """Refuse a data file that does not exist or is not a file (before anything is written)."""
+    if path.is_dir():
+        raise DataError(f"{what} {path}: is a folder, expected an npz file like the seed's speech_wav_8000.npz")
+    if not path.is_file():
+        raise DataError(f"{what} {path}: file not found (expected an npz like the seed's speech_wav_8000.npz)")
+    return path
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, deepest first."""
+    return [f for f in (folder, *folder.parents) if not f.exists()]
+
+
+def _remove_empty_folders(folders: Sequence[Path]) -> None:
+    """Remove those of ``folders`` (deepest first) that exist and are empty."""
+    for f in folders:
+        if f.is_dir() and not any(f.iterdir()):
+            f.rmdir()
 
 
 def prepare_data(out: Path, preset: Preset, *, data: Path | None = None, use_seed: bool = True,
@@ -147,18 +179,31 @@ def prepare_data(out: Path, preset: Preset, *, data: Path | None = None, use_see
     """Step 1: choose or make the labelled npz, and the demo stream when TTS is available.
 
     ``tts_path`` is the program search path for the TTS engines (None: $PATH; "" finds none).
+    Writes under ``out/data``; when this step fails, a ``data`` folder it made and left empty is
+    removed again.
     """
-    from kws.train import tts
-
-    folder = out / "data"
-    folder.mkdir(parents=True, exist_ok=True)
     given = data
     if given is None and use_seed and seed_npz_path().is_file():
         given = seed_npz_path()
     if given is not None:
-        if not Path(given).is_file():
-            raise DataError(f"--data {given}: file not found (expected an npz like the seed's speech_wav_8000.npz)")
-        source = "given npz" if data is not None else "seed npz"
+        check_data_file(Path(given))
+    folder = out / "data"
+    made = _missing_folders(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        return _make_data(folder, preset, given=given, source="given npz" if data is not None else "seed npz",
+                          use_tts=use_tts, seed=seed, tts_path=tts_path)
+    except BaseException:
+        _remove_empty_folders(made)
+        raise
+
+
+def _make_data(folder: Path, preset: Preset, *, given: Path | None, source: str, use_tts: bool, seed: int,
+               tts_path: str | None) -> DataChoice:
+    """The body of :func:`prepare_data`: writes the npz (and stream) into ``folder``."""
+    from kws.train import tts
+
+    if given is not None:
         dst = folder / "sample.npz"
         n = sample_npz(Path(given), dst, clips_per_label=preset.npz_clips_per_label, seed=seed)
         what = (f"{n} clips sampled from {given} ({preset.npz_clips_per_label} per label at most)"
@@ -189,9 +234,9 @@ def prepare_data(out: Path, preset: Preset, *, data: Path | None = None, use_see
             notes = [note]
     else:
         notes = ["text-to-speech switched off (--no-tts); using generated tones"]
-    from kws.train.synth import write_synthetic_npz
+    from kws.train.synth import synthetic_dataset
 
-    dst = write_synthetic_npz(folder / "synth.npz", clips_per_label=preset.synth_clips_per_label, seed=seed)
+    dst = _write_npz(folder / "synth.npz", synthetic_dataset(clips_per_label=preset.synth_clips_per_label, seed=seed))
     n = preset.synth_clips_per_label * len(SEED_LABELS)
     return DataChoice(dst, "synthetic tones",
                       f"{n} clips of tone 'words' (kws.train.synth; not speech: a model trained on them "
@@ -272,10 +317,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clips-per-label", type=int,
                    help="generated clips per label (default 120 TTS / 60 tones), or the per-label sample of "
                         "an npz (default 200; 0: all of it)")
-    p.add_argument("--seed", type=int, default=0, help="random seed for data, training and sampling (default 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed for data, training and sampling, an integer >= 0 (default 0)")
     p.add_argument("-v", "--verbose", action="count", default=0)
     p.add_argument("-q", "--quiet", action="store_true")
     return p
+
+
+def _check_inputs(args: argparse.Namespace) -> None:
+    """Refuse bad --seed, --out and --data before anything in --out is removed or written.
+
+    --out must be a folder (or not exist yet); --data must be a file; and the npz the run reads
+    (--data, or the seed's npz) must not lie in an earlier run's outputs that --force removes.
+    """
+    if args.seed < 0:
+        raise KwsError(f"--seed {args.seed}: expected an integer >= 0")
+    out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise KwsError(f"--out {out}: is a file, not a folder; expected a folder for the quickstart's results")
+    data, what = args.data, "--data"
+    if data is None and not args.no_seed_data and seed_npz_path().is_file():
+        data, what = seed_npz_path(), "the seed's npz"
+    if data is None:
+        return
+    check_data_file(Path(data), what=what)
+    for name in _OUTPUTS:
+        target = out / name
+        if target.exists() and (target.resolve() == Path(data).resolve()
+                                or target.resolve() in Path(data).resolve().parents):
+            raise KwsError(f"{what} {data}: lies in {target}, which an earlier run wrote and --force removes; "
+                           "move it, or use another --out")
 
 
 def _prepare_out(out: Path, force: bool) -> None:
@@ -314,6 +385,8 @@ def _main(argv: Sequence[str] | None) -> int:
 
     preset = replace(base, **overrides)
     out: Path = args.out
+    _check_inputs(args)
+    made = _missing_folders(out)
     _prepare_out(out, args.force)
     t_start = time.perf_counter()
     summary: dict[str, Any] = {"preset": "quick" if args.quick else "default", "settings": vars(preset),
@@ -321,8 +394,12 @@ def _main(argv: Sequence[str] | None) -> int:
 
     # 1. data -----------------------------------------------------------------------------
     t0 = _step(1, "data: a small labelled npz")
-    choice = prepare_data(out, preset, data=args.data, use_seed=not args.no_seed_data, use_tts=not args.no_tts,
-                          seed=args.seed)
+    try:
+        choice = prepare_data(out, preset, data=args.data, use_seed=not args.no_seed_data,
+                              use_tts=not args.no_tts, seed=args.seed)
+    except BaseException:
+        _remove_empty_folders(made)  # an --out this run made and left empty
+        raise
     if choice.stream is None:
         choice.stream, choice.truth = committed_stream()
         choice.stream_source = "the committed models/demo_stream.wav (made by kws-data demo)"

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -150,10 +151,39 @@ def _cut_silence(noise_files: list[Path], n_clips: int, *, sample_rate_hz: int, 
     return out
 
 
+def _check_out(out: Path, *, force: bool) -> None:
+    """Refuse an output that does not end in .npz, is a folder, or exists without ``force``."""
+    if out.suffix != ".npz":
+        raise DataError(f"{out}: the output must end in .npz")
+    if out.is_dir():
+        raise DataError(f"{out}: is a folder; expected an .npz file path")
+    if out.exists() and not force:
+        raise DataError(f"{out} exists; use --force to overwrite it")
+
+
+def _save(out: Path, arrays: dict[str, np.ndarray], *, compress: bool) -> None:
+    """``np.savez`` (or ``savez_compressed``) to a temporary file beside ``out``, renamed onto it;
+    a failed write removes the temporary file and leaves ``out`` as it was."""
+    created = [f for f in (out.parent, *out.parent.parents) if not f.exists()]  # deepest first
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.npz")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        (np.savez_compressed if compress else np.savez)(tmp, **arrays)
+        tmp.replace(out)
+    except OSError as exc:
+        raise DataError(f"cannot write {out}: {exc.strerror or exc}") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+        for folder in created:  # folders made for a file that was not written
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+
+
 def build_from_folder(root: str | Path, out: str | Path, *, keywords: tuple[str, ...] = KEYWORDS,
                       silence_clips: int | None = None, max_unknown: int | None = None, seed: int = 0,
                       sample_rate_hz: int = 8000, window_samples: int = 8000, dtype: str = "int16",
-                      compress: bool = False, progress: bool = True) -> FolderSummary:
+                      compress: bool = False, force: bool = False, progress: bool = True) -> FolderSummary:
     """Convert a Speech Commands tree into an npz in the seed schema (see the module docstring).
 
     Parameters
@@ -163,10 +193,12 @@ def build_from_folder(root: str | Path, out: str | Path, *, keywords: tuple[str,
     keywords : words that keep their own label (a subset of the seed keywords); other words -> unknown
     silence_clips : number of silence clips cut from ``_background_noise_`` (default: the mean number of
         clips per keyword present)
-    max_unknown : keep at most this many ``unknown`` clips (a seeded random choice); default all
-    seed : seeds the unknown subsample, the silence crops and their gains
+    max_unknown : keep at most this many ``unknown`` clips (>= 0, a seeded random choice); default all
+    seed : seeds the unknown subsample, the silence crops and their gains (an integer >= 0)
     dtype : ``int16`` (PCM, half the size) or ``float32`` (like the seed's file)
     compress : write with ``np.savez_compressed`` (smaller; loads slower and cannot be memory-mapped)
+    force : replace an existing ``out`` (otherwise a DataError); ``out`` is written to a temporary
+        file beside it and renamed, so a failed run leaves nothing half-written
 
     Returns
     -------
@@ -184,8 +216,11 @@ def build_from_folder(root: str | Path, out: str | Path, *, keywords: tuple[str,
         raise DataError(f"dtype {dtype!r} is not supported, expected int16 or float32")
     if silence_clips is not None and silence_clips < 0:
         raise DataError(f"--silence-clips {silence_clips} is negative, expected 0 or more")
-    if out.suffix != ".npz":
-        raise DataError(f"{out}: the output must end in .npz")
+    if max_unknown is not None and max_unknown < 0:
+        raise DataError(f"--max-unknown {max_unknown} is negative, expected 0 or more")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise DataError(f"--seed {seed}: expected an integer >= 0")
+    _check_out(out, force=force)
 
     items, noise_files, skipped = _scan(root, tuple(keywords))
     if not items:
@@ -253,10 +288,7 @@ def build_from_folder(root: str | Path, out: str | Path, *, keywords: tuple[str,
     }
     if with_split:
         arrays["split"] = splits.astype(str)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.npz")
-    (np.savez_compressed if compress else np.savez)(tmp, **arrays)
-    tmp.replace(out)
+    _save(out, arrays, compress=compress)
 
     uniq, cnt = np.unique(arrays["label_vals"], return_counts=True)
     split_counts = None

@@ -38,9 +38,10 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -78,7 +79,7 @@ class StreamSettings:
     minutes : float        stream length in minutes (> 0)
     snr_db : float         speech-to-noise ratio of the added noise in dB; ``inf``: no noise
     negatives_only : bool  no keywords: unknown words and noise only
-    seed : int             all random choices (clip order, gaps, noise) follow from it
+    seed : int             all random choices (clip order, gaps, noise) follow from it (>= 0)
     gap_s : (min, max)     silence between words, seconds, uniform
     unknown_rate : float   mean number of unknown words between two keywords (Poisson)
     level_spread_db : float or None
@@ -97,6 +98,7 @@ class StreamSettings:
     def __post_init__(self) -> None:
         if not (math.isfinite(self.minutes) and 0 < self.minutes <= MAX_MINUTES):
             raise DataError(f"--minutes {self.minutes}: expected a number in (0, {MAX_MINUTES:g}]")
+        check_seed(self.seed)
         if math.isnan(self.snr_db) or self.snr_db == -math.inf:
             raise DataError(f"--snr-db {self.snr_db}: expected a number of dB (or inf for no noise)")
         lo, hi = self.gap_s
@@ -420,6 +422,95 @@ def build_stream(ds, indices: np.ndarray, settings: StreamSettings, *, noise: Se
 
 
 # -------------------------------------------------------------------------------------------
+# Seeds and output files (shared with kws.train.tts)
+# -------------------------------------------------------------------------------------------
+def check_seed(seed: int, *, flag: str = "--seed") -> int:
+    """``seed`` as an int when it is an integer >= 0 (what numpy's generators take); else a DataError."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise DataError(f"{flag} {seed}: expected an integer >= 0")
+    return int(seed)
+
+
+def check_output(path: Path, *, flag: str, suffix: str, force: bool) -> Path:
+    """Refuse an output path that does not end in ``suffix``, is a folder, or exists without --force.
+
+    Parameters
+    ----------
+    path : the file to be written
+    flag : the option that named it, for the message (``--out``)
+    suffix : the expected suffix, lower case (``.wav``); compared case-insensitively
+    force : an existing file may be replaced
+
+    Returns
+    -------
+    path
+    """
+    if path.suffix.lower() != suffix:
+        raise DataError(f"{flag} {path}: expected a {suffix} path")
+    if path.is_dir():
+        raise DataError(f"{flag} {path}: is a folder; expected a {suffix} file path")
+    if path.exists() and not force:
+        raise DataError(f"{flag}: {path} exists; use --force to overwrite it")
+    return path
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_distinct(outputs: Mapping[str, Path], inputs: Mapping[str, Path | None]) -> None:
+    """Refuse two outputs at one path, or an output at the path of an input (which it would overwrite).
+
+    ``outputs`` and ``inputs`` map an option name (for the message) to its path; None inputs are skipped.
+    """
+    seen: list[tuple[str, Path]] = []
+    for flag, path in outputs.items():
+        for in_flag, in_path in inputs.items():
+            if in_path is not None and _same_file(path, Path(in_path)):
+                raise DataError(f"{flag} {path}: is the {in_flag} file it reads; expected a new path "
+                                f"(writing it would overwrite {in_flag})")
+        for other_flag, other in seen:
+            if _same_file(path, other):
+                raise DataError(f"{flag} {path}: is the same file as {other_flag} {other}; expected two "
+                                "different paths")
+        seen.append((flag, path))
+
+
+def write_atomically(writers: Sequence[tuple[Path, Callable[[Path], Any]]]) -> None:
+    """Write files so that none is ever half-written.
+
+    Each ``(path, write)`` pair: ``write(tmp)`` writes a temporary file beside ``path``; when all
+    have been written they are renamed onto their paths. If a write fails, the temporary files
+    are removed and the paths are left as they were.
+
+    Raises
+    ------
+    DataError
+        A file cannot be written (permissions, a full disk); names the file and the reason.
+    """
+    staged: list[tuple[Path, Path]] = []
+    current = None
+    try:
+        for current, write in writers:
+            tmp = current.with_name(f".{current.name}.{os.getpid()}.tmp")
+            staged.append((current, tmp))
+            write(tmp)
+        for current, tmp in staged:
+            os.replace(tmp, current)
+    except OSError as exc:
+        raise DataError(f"cannot write {current}: {exc.strerror or exc}") from None
+    finally:
+        for _, tmp in staged:
+            if tmp.exists():
+                tmp.unlink()
+
+
+# -------------------------------------------------------------------------------------------
 # Command line (registered as ``kws-data stream`` by kws.train.data_cli)
 # -------------------------------------------------------------------------------------------
 HELP = "build a long test stream (wav + truth JSON) with keywords at known times"
@@ -431,7 +522,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--minutes", required=True, type=float, metavar="M", help="stream length in minutes")
     parser.add_argument("--out", required=True, metavar="STREAM.wav", help="the stream (8 kHz 16-bit wav)")
     parser.add_argument("--truth", metavar="TRUTH.json",
-                        help="where to write the keyword times (default: STREAM.json beside --out)")
+                        help="where to write the keyword times, a .json path (default: STREAM.json beside --out)")
     parser.add_argument("--snr-db", type=float, default=10.0,
                         help="speech-to-noise ratio of the added background noise in dB "
                              "(default 10; 'inf' adds none)")
@@ -448,7 +539,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pair", action="store_true",
                         help="also write a negatives-only stream of the same length beside it "
                              "(STREAM_negatives.wav + TRUTH_negatives.json, seed + 1)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed, an integer >= 0 (default 0)")
     parser.add_argument("--split", choices=SPLITS, default="test",
                         help="which split's clips to use (default: test, the held-out speakers)")
     parser.add_argument("--model-json", metavar="MODEL.json",
@@ -458,6 +549,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="silence between words in seconds, uniform (default 1.5 4.0)")
     parser.add_argument("--unknown-rate", type=float, default=1.0,
                         help="mean number of unknown words between two keywords (default 1.0)")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite existing output files (the wavs and truth JSONs, --pair's too)")
+    parser.add_argument("--allow-pickle", action="store_true",
+                        help="allow object-dtype (pickled) arrays in --data; only for a file you trust")
 
 
 def _split_indices(ds, split: str, model_json: str | None) -> tuple[np.ndarray, dict[str, Any]]:
@@ -492,16 +587,43 @@ def _negatives_path(path: Path) -> Path:
     return path.with_name(f"{path.stem}_negatives{path.suffix}")
 
 
-def _write(stream: Stream, out: Path, truth_path: Path) -> None:
+def _output_paths(args: argparse.Namespace) -> dict[str, Path]:
+    """The files ``kws-data stream`` writes, keyed by the option that names them (for messages)."""
+    out = Path(args.out)
+    truth = Path(args.truth) if args.truth else out.with_suffix(".json")
+    paths = {"--out": out, "--truth": truth}
+    if args.pair:
+        paths["--pair (stream)"] = _negatives_path(out)
+        paths["--pair (truth)"] = _negatives_path(truth)
+    return paths
+
+
+def _check_outputs(args: argparse.Namespace) -> dict[str, Path]:
+    """Refuse outputs that clash with each other or an input, have the wrong suffix, are folders,
+    lie in a missing folder, or exist without --force; before anything is read or built."""
+    paths = _output_paths(args)
+    check_distinct(paths, {"--data": Path(args.data),
+                           "--model-json": Path(args.model_json) if getattr(args, "model_json", None) else None})
+    for flag, path in paths.items():
+        check_output(path, flag=flag, suffix=".json" if "truth" in flag else ".wav",
+                     force=getattr(args, "force", False))
+        if not path.parent.is_dir():
+            raise DataError(f"{flag} {path}: folder {path.parent} does not exist")
+    return paths
+
+
+def _writers(stream: Stream, out: Path, truth_path: Path) -> list[tuple[Path, Callable[[Path], Any]]]:
+    """(path, write) pairs for :func:`write_atomically`: the stream wav and its truth JSON."""
     import json
 
     from kws.runtime.audio_io import write_wav
 
-    for path in (out, truth_path):
-        if path.parent and not path.parent.is_dir():
-            raise DataError(f"{path}: folder {path.parent} does not exist")
-    write_wav(out, stream.audio, stream.sample_rate_hz)
-    truth_path.write_text(json.dumps(stream.truth, indent=1) + "\n")
+    text = json.dumps(stream.truth, indent=1) + "\n"
+    return [(out, lambda tmp: write_wav(tmp, stream.audio, stream.sample_rate_hz)),
+            (truth_path, lambda tmp: tmp.write_text(text))]
+
+
+def _report(stream: Stream, out: Path, truth_path: Path) -> None:
     truth = stream.truth
     counts: dict[str, int] = {}
     for event in truth["events"]:
@@ -515,23 +637,23 @@ def _write(stream: Stream, out: Path, truth_path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``kws-data stream`` with parsed ``args``; raises :class:`KwsError` on bad input."""
+    """Run ``kws-data stream`` with parsed ``args``; raises :class:`KwsError` on bad input.
+
+    Every output is checked before the npz is read, and all of them (with --pair, four) are
+    written together by :func:`write_atomically` once both streams are built.
+    """
     from kws.train.augment import read_noise_wavs
     from kws.train.data import load_npz
 
-    out = Path(args.out)
-    if out.suffix.lower() != ".wav":
-        raise DataError(f"--out {out}: expected a .wav path")
-    truth_path = Path(args.truth) if args.truth else out.with_suffix(".json")
-    if truth_path.resolve() == out.resolve():
-        raise DataError(f"--truth {truth_path}: must differ from --out")
+    paths = _check_outputs(args)
+    out, truth_path = paths["--out"], paths["--truth"]
     settings = StreamSettings(minutes=args.minutes, snr_db=args.snr_db, negatives_only=args.negatives_only,
                               seed=args.seed, gap_s=tuple(args.gap_s), unknown_rate=args.unknown_rate,
                               level_spread_db=None if args.keep_levels else args.level_spread_db)
     if args.pair and args.negatives_only:
         raise KwsError("--pair and --negatives-only: pick one (--pair writes a keyword stream and a "
                        "negatives-only stream)")
-    ds = load_npz(args.data)
+    ds = load_npz(args.data, allow_pickle=getattr(args, "allow_pickle", False))
     indices, split_info = _split_indices(ds, args.split, getattr(args, "model_json", None))
     noise = None
     if args.noise_dir:
@@ -540,10 +662,12 @@ def run(args: argparse.Namespace) -> int:
                 "noise": str(args.noise_dir) if args.noise_dir else "silence clips",
                 "model_json": getattr(args, "model_json", None)}
     logger.info("%s: %d clips in the %s split", args.data, len(indices), args.split)
-    stream = build_stream(ds, indices, settings, noise=noise, describe=describe)
-    _write(stream, out, truth_path)
+    built = [(build_stream(ds, indices, settings, noise=noise, describe=describe), out, truth_path)]
     if args.pair:
         neg_settings = StreamSettings(**{**asdict(settings), "negatives_only": True, "seed": settings.seed + 1})
         negatives = build_stream(ds, indices, neg_settings, noise=noise, describe=describe)
-        _write(negatives, _negatives_path(out), _negatives_path(truth_path))
+        built.append((negatives, paths["--pair (stream)"], paths["--pair (truth)"]))
+    write_atomically([w for stream, o, t in built for w in _writers(stream, o, t)])
+    for stream, o, t in built:
+        _report(stream, o, t)
     return 0

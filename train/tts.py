@@ -53,6 +53,7 @@ from kws.runtime.errors import DataError, KwsError
 from kws.runtime.labels import KEYWORDS, SEED_LABELS, SILENCE, UNKNOWN
 from kws.runtime.resample import resample, resample_poly
 from kws.runtime.scoring import TRUTH_FORMAT
+from kws.train.streams import check_distinct, check_output, check_seed, write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,10 @@ CLIP_SAMPLES = 8000
 
 #: ``kws-data demo`` returns this when no text-to-speech engine is installed.
 EXIT_NO_ENGINE = 3
+
+#: Demo stream length limits in seconds (``--stream-seconds``).
+MIN_STREAM_SECONDS = 3.0
+MAX_STREAM_SECONDS = 36000.0
 
 #: Engines in the order they are tried.
 ENGINES: tuple[str, ...] = ("espeak-ng", "flite", "festival", "mbrola")
@@ -385,13 +390,13 @@ def colored_noise(n: int, rng: np.random.Generator, *, kind: str | None = None) 
     return (y / (np.std(y) + 1e-12)).astype(np.float32)
 
 
-def _noise_bank(noise_npz: str | Path | None) -> np.ndarray | None:
+def _noise_bank(noise_npz: str | Path | None, *, allow_pickle: bool = False) -> np.ndarray | None:
     """The ``silence`` clips of an npz as float32 (K, 8000), or None."""
     if noise_npz is None:
         return None
     from kws.train.data import load_npz
 
-    ds = load_npz(noise_npz)
+    ds = load_npz(noise_npz, allow_pickle=allow_pickle)
     idx = np.flatnonzero(ds.labels == ds.label_names.index(SILENCE))
     if idx.size == 0:
         raise DataError(f"{noise_npz}: has no 'silence' clips to take noise from")
@@ -503,7 +508,7 @@ def _utterances(voices: Sequence[Voice], words: Sequence[str], rng: np.random.Ge
 
 def demo_dataset(voices: Sequence[Voice], *, clips_per_label: int = 40, seed: int = 0,
                  noise_npz: str | Path | None = None, jitter: Jitter = Jitter(), jobs: int = 2,
-                 progress: bool = True) -> dict[str, np.ndarray]:
+                 progress: bool = True, allow_pickle: bool = False) -> dict[str, np.ndarray]:
     """A labelled demo set in the seed npz schema, spoken by ``voices``.
 
     Each keyword and ``unknown`` gets ``clips_per_label`` clips, the voices taking turns (so
@@ -520,8 +525,8 @@ def demo_dataset(voices: Sequence[Voice], *, clips_per_label: int = 40, seed: in
         raise NoEngineError(no_engine_message())
     if clips_per_label < 1:
         raise DataError(f"clips_per_label={clips_per_label}; expected at least 1")
-    rng = np.random.default_rng(seed)
-    bank = _noise_bank(noise_npz)
+    rng = np.random.default_rng(check_seed(seed))
+    bank = _noise_bank(noise_npz, allow_pickle=allow_pickle)
     labels, words, speakers = [], [], []
     for label in SEED_LABELS:
         if label == SILENCE:
@@ -551,10 +556,19 @@ def demo_dataset(voices: Sequence[Voice], *, clips_per_label: int = 40, seed: in
 # ------------------------------------------------------------------------------------------
 # The demo stream
 # ------------------------------------------------------------------------------------------
+def check_stream_seconds(seconds: float) -> float:
+    """``seconds`` when it is a finite stream length in [MIN_STREAM_SECONDS, MAX_STREAM_SECONDS]."""
+    if not (isinstance(seconds, (int, float)) and math.isfinite(seconds)
+            and MIN_STREAM_SECONDS <= seconds <= MAX_STREAM_SECONDS):
+        raise DataError(f"--stream-seconds {seconds}: expected a number of seconds in "
+                        f"[{MIN_STREAM_SECONDS:g}, {MAX_STREAM_SECONDS:g}]")
+    return float(seconds)
+
+
 def demo_stream(voices: Sequence[Voice], *, seconds: float = 36.0, seed: int = 0, unknown_fraction: float = 0.3,
                 gap_s: tuple[float, float] = (1.0, 2.2), noise_rms: float = 0.004,
                 noise_npz: str | Path | None = None, jitter: Jitter = Jitter(snr_db=(20.0, 40.0)),
-                jobs: int = 2, progress: bool = True) -> tuple[np.ndarray, dict]:
+                jobs: int = 2, progress: bool = True, allow_pickle: bool = False) -> tuple[np.ndarray, dict]:
     """A stream of keywords and other words at known times over background noise.
 
     Keywords come in shuffled rounds (each of the ten once per round); a fraction
@@ -571,9 +585,8 @@ def demo_stream(voices: Sequence[Voice], *, seconds: float = 36.0, seed: int = 0
     """
     if not voices:
         raise NoEngineError(no_engine_message())
-    if seconds < 3:
-        raise DataError(f"stream seconds={seconds}; expected at least 3")
-    rng = np.random.default_rng(seed)
+    check_stream_seconds(seconds)
+    rng = np.random.default_rng(check_seed(seed))
     n_total = int(round(seconds * SAMPLE_RATE_HZ))
     # Plan more words than fit, speak them, then lay them out until the stream is full.
     n_plan = int(seconds / (gap_s[0] + 0.3)) + 2
@@ -589,7 +602,7 @@ def demo_stream(voices: Sequence[Voice], *, seconds: float = 36.0, seed: int = 0
             plan.append((kw, kw))
     who = [voices[int(rng.integers(len(voices)))] for _ in plan]
     audio_words = _utterances(who, [w for _, w in plan], rng, jitter, jobs, progress, "stream")
-    bank = _noise_bank(noise_npz)
+    bank = _noise_bank(noise_npz, allow_pickle=allow_pickle)
     background = colored_noise(n_total, rng, kind="pink") * np.float32(noise_rms)
     if bank is not None:
         reps = np.concatenate([bank[int(rng.integers(len(bank)))] for _ in range(n_total // CLIP_SAMPLES + 1)])
@@ -640,22 +653,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stream", type=Path, default=None, metavar="STREAM.wav",
                         help="write a demo stream (8 kHz 16-bit mono) here")
     parser.add_argument("--truth", type=Path, default=None, metavar="TRUTH.json",
-                        help="the stream's truth JSON (default: STREAM.truth.json)")
+                        help="the stream's truth JSON, a .json path (default: STREAM.truth.json)")
     parser.add_argument("--clips-per-label", type=int, default=40,
                         help="clips per label in the npz (default 40)")
     parser.add_argument("--voices", type=int, default=30, dest="n_voices",
                         help="how many synthetic speakers speak the npz (default 30)")
     parser.add_argument("--stream-voices", type=int, default=4,
                         help="speakers of the stream, held out from the npz (default 4)")
-    parser.add_argument("--stream-seconds", type=float, default=36.0, help="stream length (default 36)")
+    parser.add_argument("--stream-seconds", type=float, default=36.0,
+                        help=f"stream length in seconds, {MIN_STREAM_SECONDS:g} to {MAX_STREAM_SECONDS:g} (default 36)")
     parser.add_argument("--engines", default=",".join(ENGINES),
                         help=f"comma-separated engines to use (default {','.join(ENGINES)})")
     parser.add_argument("--noise", type=Path, default=None, metavar="FILE.npz",
                         help="also cut silence clips and the stream's background from this npz's silence clips")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed, an integer >= 0 (default 0)")
     parser.add_argument("--jobs", type=int, default=2, help="engine processes at once (default 2)")
     parser.add_argument("--list-voices", action="store_true", help="print the voices found and exit")
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    parser.add_argument("--allow-pickle", action="store_true",
+                        help="allow object-dtype (pickled) arrays in --noise; only for a file you trust")
 
 
 @dataclass
@@ -683,22 +699,58 @@ def _engines(spec: str | Sequence[str]) -> list[str]:
     return names
 
 
+_SUFFIXES = {"--out": ".npz", "--stream": ".wav", "--truth": ".json"}
+
+
+def _output_paths(out: str | Path | None, stream: str | Path | None, truth: str | Path | None, *,
+                  noise_npz: str | Path | None, force: bool) -> dict[str, Path]:
+    """The files :func:`generate` writes, by option (``--truth`` defaults to STREAM.truth.json).
+
+    Refuses, before anything is generated: two outputs at one path or one at the ``--noise``
+    input, a wrong suffix (.npz, .wav, .json), a folder, and an existing file without ``force``.
+    """
+    if out is None and stream is None:
+        raise DataError("nothing to write: give --out DEMO.npz and/or --stream STREAM.wav")
+    if truth is not None and stream is None:
+        raise DataError(f"--truth {truth}: is the truth of --stream; give --stream STREAM.wav too")
+    if stream is not None and truth is None and Path(stream).suffix.lower() == ".wav":
+        truth = Path(stream).with_suffix(".truth.json")
+    paths = {flag: Path(p) for flag, p in (("--out", out), ("--stream", stream), ("--truth", truth))
+             if p is not None}
+    if noise_npz is not None and not Path(noise_npz).is_file():
+        raise DataError(f"--noise {noise_npz}: file not found (expected an npz with silence clips)")
+    check_distinct(paths, {"--noise": Path(noise_npz) if noise_npz is not None else None})
+    for flag, path in paths.items():
+        check_output(path, flag=flag, suffix=_SUFFIXES[flag], force=force)
+        folder = next(f for f in (path.parent, *path.parent.parents) if f.exists() or f == f.parent)
+        if not folder.is_dir():
+            raise DataError(f"{flag} {path}: {folder} is not a folder")
+    return paths
+
+
+def _write_npz(path: Path, data: dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as fh:  # np.savez on a path would append .npz to other suffixes
+        np.savez(fh, **data)
+
+
 def generate(*, out: str | Path | None = None, stream: str | Path | None = None, truth: str | Path | None = None,
              clips_per_label: int = 40, n_voices: int = 30, stream_voices: int = 4, stream_seconds: float = 36.0,
              engines: str | Sequence[str] = ENGINES, noise_npz: str | Path | None = None, seed: int = 0,
              jobs: int = 2, force: bool = False, progress: bool = True,
-             path: str | None = None) -> DemoResult:
-    """Detect engines, then write the demo npz and/or stream. Raises :class:`NoEngineError`."""
-    if out is None and stream is None:
-        raise DataError("nothing to write: give --out DEMO.npz and/or --stream STREAM.wav")
+             path: str | None = None, allow_pickle: bool = False) -> DemoResult:
+    """Detect engines, then write the demo npz and/or stream. Raises :class:`NoEngineError`.
+
+    Every flag and output path is checked before the engines are asked for anything; the npz,
+    stream and truth are written together (temporary files renamed into place) once all of them
+    have been generated, so a failed run leaves no file half-written.
+    """
     for name, value, lo in (("--clips-per-label", clips_per_label, 1), ("--voices", n_voices, 1),
                             ("--stream-voices", stream_voices, 1), ("--jobs", jobs, 1)):
         if value < lo:
             raise DataError(f"{name} {value}: expected at least {lo}")
-    truth = Path(truth) if truth else (Path(stream).with_suffix(".truth.json") if stream else None)
-    for p in (out, stream, truth):
-        if p is not None and Path(p).exists() and not force:
-            raise DataError(f"{p} exists; use --force to overwrite it")
+    check_seed(seed)
+    check_stream_seconds(stream_seconds)
+    paths = _output_paths(out, stream, truth, noise_npz=noise_npz, force=force)
     engine_list = _engines(engines)
     voices = detect_voices(engines=engine_list, path=path)
     if not voices:
@@ -707,26 +759,33 @@ def generate(*, out: str | Path | None = None, stream: str | Path | None = None,
     logger.info("text-to-speech voices found:\n%s", desc)
     train_v, stream_v = select_voices(voices, n=n_voices, n_stream=stream_voices, seed=seed)
     result = DemoResult(voices, train_v, stream_v, description=desc)
-    if out is not None:
+    writers = []
+    if "--out" in paths:
         data = demo_dataset(train_v, clips_per_label=clips_per_label, seed=seed, noise_npz=noise_npz, jobs=jobs,
-                            progress=progress)
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        with open(out, "wb") as fh:  # np.savez on a path would append .npz to other suffixes
-            np.savez(fh, **data)
-        result.npz, result.n_clips = Path(out), len(data["wav_vals"])
-        logger.info("wrote %s: %d clips, %d speakers (%s)", out, result.n_clips, len(train_v),
-                    ", ".join(sorted({v.engine for v in train_v})))
-    if stream is not None:
+                            progress=progress, allow_pickle=allow_pickle)
+        writers.append((paths["--out"], lambda tmp: _write_npz(tmp, data)))
+        result.npz, result.n_clips = paths["--out"], len(data["wav_vals"])
+    if "--stream" in paths:
         audio, tr = demo_stream(stream_v, seconds=stream_seconds, seed=seed + 1, noise_npz=noise_npz, jobs=jobs,
-                                progress=progress)
-        Path(stream).parent.mkdir(parents=True, exist_ok=True)
-        write_wav(stream, audio, SAMPLE_RATE_HZ)
-        truth.parent.mkdir(parents=True, exist_ok=True)
-        truth.write_text(json.dumps(tr, indent=2) + "\n")
-        result.stream, result.truth = Path(stream), truth
+                                progress=progress, allow_pickle=allow_pickle)
+        text = json.dumps(tr, indent=2) + "\n"
+        writers += [(paths["--stream"], lambda tmp: write_wav(tmp, audio, SAMPLE_RATE_HZ)),
+                    (paths["--truth"], lambda tmp: tmp.write_text(text))]
+        result.stream, result.truth = paths["--stream"], paths["--truth"]
         result.n_events, result.n_unknown_events = len(tr["events"]), len(tr["unknown_events"])
-        logger.info("wrote %s (%.1f s, %d keywords, %d other words; voices %s) and %s", stream, tr["duration_s"],
-                    result.n_events, result.n_unknown_events, ", ".join(v.speaker for v in stream_v), truth)
+    for target, _ in writers:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DataError(f"cannot create folder {target.parent}: {exc.strerror or exc}") from None
+    write_atomically(writers)
+    if result.npz is not None:
+        logger.info("wrote %s: %d clips, %d speakers (%s)", result.npz, result.n_clips, len(train_v),
+                    ", ".join(sorted({v.engine for v in train_v})))
+    if result.stream is not None:
+        logger.info("wrote %s (%.1f s, %d keywords, %d other words; voices %s) and %s", result.stream,
+                    stream_seconds, result.n_events, result.n_unknown_events,
+                    ", ".join(v.speaker for v in stream_v), result.truth)
     return result
 
 
@@ -746,7 +805,7 @@ def run(args: argparse.Namespace) -> int:
         res = generate(out=args.out, stream=args.stream, truth=args.truth, clips_per_label=args.clips_per_label,
                        n_voices=args.n_voices, stream_voices=args.stream_voices, stream_seconds=args.stream_seconds,
                        engines=engines, noise_npz=args.noise, seed=args.seed, jobs=args.jobs, force=args.force,
-                       progress=os.isatty(2))
+                       progress=os.isatty(2), allow_pickle=getattr(args, "allow_pickle", False))
     except NoEngineError as exc:
         print(f"kws-data demo: {exc}", file=sys.stderr, flush=True)
         return EXIT_NO_ENGINE

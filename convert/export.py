@@ -45,7 +45,8 @@ from kws.convert.representative import (DEFAULT_REP_SAMPLES, RepresentativeSet,
 from kws.runtime.cli import configure_logging, run_main
 from kws.runtime.errors import DataError, KwsError, ModelError
 from kws.runtime.features import FeatureConfig
-from kws.runtime.interpreter import TfliteModel
+from kws.runtime.fileio import check_seed
+from kws.runtime.interpreter import MAX_THREADS, TfliteModel
 from kws.runtime.labels import SEED_LABELS
 from kws.runtime.meta import FORMAT, ModelMeta, file_sha256, sidecar_path
 
@@ -394,11 +395,15 @@ def export(source: Source, *, data_path: Path, out_dir: Path, kinds: Sequence[st
         staged, report = _write_all(source, flatbuffers, stage, kinds=kinds, rep=rep, split=split,
                                     split_info=split_info, ds=ds, y=y, threads=threads,
                                     test_fraction=settings["test_fraction"])
-        for path in planned_files(out_dir, kinds):
-            if not (stage / path.name).exists():
-                path.unlink(missing_ok=True)   # a stale parity report of an earlier export
-        for path in staged:
-            os.replace(path, out_dir / path.name)
+        try:
+            for path in staged:
+                os.replace(path, out_dir / path.name)
+            for path in planned_files(out_dir, kinds):
+                if path.name not in {p.name for p in staged}:
+                    path.unlink(missing_ok=True)   # a stale parity report of an earlier export
+        except OSError as exc:
+            raise ModelError(f"{out_dir}: cannot move the exported files into place "
+                             f"({exc.strerror or exc}: {getattr(exc, 'filename', '')})") from None
         published = True
     finally:
         shutil.rmtree(stage, ignore_errors=True)
@@ -517,8 +522,9 @@ def _main(argv: Sequence[str] | None) -> int:
         raise KwsError(f"--input-percentile {args.input_percentile}: expected a number in (50, 100]")
     if args.input_percentile is not None and not args.int8:
         raise KwsError(f"--input-percentile {args.input_percentile}: sets the int8 input range; it needs --int8")
-    if args.threads is not None and args.threads < 1:
-        raise KwsError(f"--threads {args.threads}: expected a positive integer")
+    check_seed(args.seed)
+    if args.threads is not None and not 1 <= args.threads <= MAX_THREADS:
+        raise KwsError(f"--threads {args.threads}: expected a positive integer, at most {MAX_THREADS}")
     if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
         raise KwsError(f"--out {args.out}: is a file; expected a directory for the exported models")
     source = load_source(model_dir=args.model, keras_path=args.keras, features_path=args.features)

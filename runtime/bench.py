@@ -45,9 +45,12 @@ import numpy as np
 
 from kws.runtime.cli import configure_logging, run_main
 from kws.runtime.errors import EXIT_FAILURE, KwsError, ModelError
+from kws.runtime.fileio import check_output, write_text_atomic
 from kws.runtime.features import compute_features
-from kws.runtime.interpreter import _MODULES, BACKENDS, softmax
+from kws.runtime.interpreter import _MODULES, BACKENDS, MAX_THREADS, softmax
+from kws.runtime.meta import load_sidecar
 from kws.runtime.model import DEFAULT_MODEL_NAME, KwsModel
+from kws.runtime.pipeline import hop_samples_for
 from kws.runtime.tflite_graph import count_macs
 
 logger = logging.getLogger(__name__)
@@ -91,33 +94,12 @@ def _parse_list(text: str, *, name: str, kind: type) -> list:
 
 
 def check_outputs(paths: Sequence[Path], *, out_dir: Path | None, force: bool) -> None:
-    """Refuse, before anything is measured, outputs that cannot or may not be written.
-
-    ``out_dir`` must be a directory or not exist yet; each path must not be a directory, and an
-    existing file is replaced only with ``force``.
-    """
+    """Refuse, before anything is measured, outputs that cannot or may not be written
+    (:func:`kws.runtime.fileio.check_output`; ``out_dir`` is made if missing)."""
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise KwsError(f"--out {out_dir}: is a file; expected a directory for bench.json and bench.md")
     for path in paths:
-        if path.is_dir():
-            raise KwsError(f"{path}: is a directory; expected a file name for the results")
-        if path.exists() and not force:
-            raise KwsError(f"{path} already exists; pass --force to replace it")
-        parent = path.parent
-        while not parent.exists() and parent != parent.parent:
-            parent = parent.parent
-        if not parent.is_dir():
-            raise KwsError(f"{path}: {parent} is not a directory")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        check_output(path, flag="--out" if out_dir is not None else "--json-out", force=force, make_folder=True)
 
 
 def stats_ms(samples_ns: np.ndarray) -> dict[str, float]:
@@ -320,7 +302,7 @@ def stream_cost(model: KwsModel, stream: np.ndarray, *, hop_ms: float, windows: 
     """
     cfg = model.features
     window = cfg.window_samples
-    hop = max(1, int(round(hop_ms * cfg.sample_rate_hz / 1000.0)))
+    hop = hop_samples_for(hop_ms, cfg.sample_rate_hz, window_samples=window)
     needed = window + (windows - 1) * hop
     if len(stream) < needed:
         stream = np.resize(stream, needed)
@@ -762,14 +744,16 @@ def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(-1 if args.quiet else args.verbose)
     threads = _parse_list(args.threads, name="--threads", kind=int)
+    if max(threads) > MAX_THREADS:
+        raise KwsError(f"--threads {args.threads!r}: expected thread counts of at most {MAX_THREADS}")
     hops_ms = _parse_list(args.hop_ms, name="--hop-ms", kind=float)
     for flag, value, low in (("--windows", args.windows, 1), ("--warmup", args.warmup, 0),
                              ("--stream-windows", args.stream_windows, 1),
                              ("--probe-windows", args.probe_windows, 1)):
         if value < low:
             raise KwsError(f"{flag} {value}: expected an integer >= {low}")
-    if not args.budget_s >= 0:
-        raise KwsError(f"--budget-s {args.budget_s}: expected seconds >= 0")
+    if not (math.isfinite(args.budget_s) and args.budget_s >= 0):
+        raise KwsError(f"--budget-s {args.budget_s}: expected a finite number of seconds >= 0")
     if args.windows < 500:
         logger.warning("--windows %d is below 500: p99 rests on few samples", args.windows)
 
@@ -806,10 +790,14 @@ def _main(argv: Sequence[str] | None) -> int:
     # Fresh processes first, while this one is small (see rss_probe): import time, then one
     # memory probe per model, which also refuses a missing, corrupt or JSON-less model early.
     import_time = runtime_import_time(_first_backend(args.backend))
-    probes = []
-    for path in paths:
+    for path in paths:   # every hop must suit every model before anything is timed
         if not path.is_file():
             raise ModelError(f"{path}: model file not found (expected a .tflite file)")
+        cfg = load_sidecar(path).features
+        for hop_ms in hops_ms:
+            hop_samples_for(hop_ms, cfg.sample_rate_hz, window_samples=cfg.window_samples)
+    probes = []
+    for path in paths:
         probes.append(rss_probe(path, threads=threads[0], windows=args.probe_windows,
                                 backend=args.backend))
     models = []
@@ -848,9 +836,9 @@ def _main(argv: Sequence[str] | None) -> int:
     for path, content in zip(outputs, contents):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(path, content)
         except OSError as exc:
             raise KwsError(f"{path}: cannot write the results ({exc.strerror})") from None
+        write_text_atomic(path, content)
     logger.info("wrote %s", json_out)
     try:
         print(text, flush=True)

@@ -30,6 +30,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -48,6 +49,8 @@ logger = logging.getLogger(__name__)
 PROG = "kws-eval-stream"
 #: A wav may differ from its truth's duration by this much (resampling rounds) before it is refused.
 DURATION_SLACK_S = 0.05
+#: Less audio than this gets a warning from --calibrate: 1 false accept per hour is barely measured.
+MIN_CALIBRATION_HOURS = 0.5
 #: Silence put between pooled streams on the common time line (not counted in the hours).
 POOL_GAP_S = 30.0
 
@@ -177,9 +180,12 @@ def _check_wav(wav: Path, truth: Truth, truth_path: Path, model_rate_hz: int) ->
     if abs(duration_s - truth.duration_s) > DURATION_SLACK_S:
         raise DataError(f"{wav} lasts {duration_s:.2f} s but {truth_path} says duration_s={truth.duration_s:.2f}: "
                         "not the truth file of this stream")
-    if rate != model_rate_hz or rate != truth.sample_rate_hz:
+    if rate != model_rate_hz:
         logger.warning("%s: %d Hz (truth: %d Hz); resampled to the model's %d Hz, truth times in seconds kept",
                        wav, rate, truth.sample_rate_hz, model_rate_hz)
+    elif rate != truth.sample_rate_hz:
+        logger.warning("%s: %d Hz, but %s says %d Hz; its times (in seconds) are used as they are",
+                       wav, rate, truth_path, truth.sample_rate_hz)
 
 
 def run_stream(model, wav: Path, truth_path: Path, *, hop_ms: float, config: DetectorConfig) -> StreamRun:
@@ -354,6 +360,7 @@ def calibrate(model_path: Path, config: DetectorConfig, chosen: SweepPoint, *, t
 
     other = json_path is not None
     json_path = json_path if other else sidecar_path(model_path)
+    json_path = Path(os.path.realpath(json_path))   # through a symlink: the link stays a link
     meta = ModelMeta.load(json_path)
     detection = dict(meta.extra.get("detection", {}))
     detection.update({
@@ -376,6 +383,14 @@ def calibrate(model_path: Path, config: DetectorConfig, chosen: SweepPoint, *, t
     })
     meta.replace(detection=detection).save(json_path)
     return json_path
+
+
+def check_writable(path: Path) -> None:
+    """Refuse, before any audio is read, a JSON that --calibrate could not or should not rewrite."""
+    target = Path(os.path.realpath(path))
+    if target.is_file() and (not os.access(target, os.W_OK) or not target.stat().st_mode & 0o222):
+        raise KwsError(f"{path}: is read-only; --calibrate writes the threshold into it (make it writable, "
+                       "or calibrate a copy with --calibrate-json COPY.json)")
 
 
 def check_calibrate_json(path: Path, evaluated) -> None:
@@ -499,15 +514,15 @@ def _main(argv: Sequence[str] | None) -> int:
         raise KwsError(f"--target-fa-per-hour {args.target_fa_per_hour}: expected a number >= 0")
     thresholds = parse_sweep(args.sweep)
     pairs = _truth_paths(args.wav, args.truth)
-    for wav, truth_path in pairs:  # fail on a bad truth file before loading the model
-        load_truth(truth_path)
+    for wav, truth_path in pairs:  # fail on a bad wav or truth file before loading the model
         if wav.is_dir():
             raise DataError(f"{wav}: is a directory; expected a WAV file")
         if not wav.is_file():
             raise DataError(f"{wav}: WAV file not found")
+        load_truth(truth_path)
     if args.calibrate_json is not None and not args.calibrate:
         raise KwsError(f"--calibrate-json {args.calibrate_json}: needs --calibrate")
-    if args.det_png:
+    if args.det_png is not None:
         check_png_path(Path(args.det_png), flag="--det-png")
 
     from kws.runtime.model import KwsModel, default_model_path
@@ -517,6 +532,10 @@ def _main(argv: Sequence[str] | None) -> int:
     calibrate_json = None if args.calibrate_json is None else Path(args.calibrate_json)
     if calibrate_json is not None:
         check_calibrate_json(calibrate_json, model.meta)
+    if args.calibrate:
+        from kws.runtime.meta import sidecar_path
+
+        check_writable(calibrate_json or sidecar_path(model_path))
     config = DetectorConfig.from_meta(model.meta, threshold=args.threshold, smoothing_windows=args.smoothing,
                                       refractory_ms=args.refractory_ms, min_count=args.min_count)
     report, internals = evaluate(model, model_path, pairs, hop_ms=args.hop_ms, config=config,
@@ -527,7 +546,19 @@ def _main(argv: Sequence[str] | None) -> int:
             logger.warning("%s", warning)
     chosen = internals["chosen"]
     failed = None
+    if not sum(s["windows_scored"] for s in report["streams"]):
+        logger.warning("the audio is shorter than one window (%.2f s): nothing was scored",
+                       model.features.window_seconds)
     if args.calibrate:
+        if not sum(s["windows_scored"] for s in report["streams"]):
+            failed = ("--calibrate: no window was scored (the audio is shorter than one window); "
+                      f"{calibrate_json or model_path.with_suffix('.json')} left unchanged")
+            chosen = None
+        elif report["hours"] < MIN_CALIBRATION_HOURS:
+            logger.warning("--calibrate on %.1f minutes of audio: a false-accept rate per hour is barely "
+                           "measured by so little (kws-data stream --minutes 60 --pair gives 2 hours)",
+                           60 * report["hours"])
+    if args.calibrate and failed is None:
         if chosen is None:
             top = report["sweep"][-1]
             failed = (f"--calibrate: no swept threshold (up to {top['threshold']:.2f}, {top['fa_per_hour']:.2f} "

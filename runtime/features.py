@@ -243,6 +243,11 @@ def compute_features(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
     return spec[..., None].astype(np.float32, copy=False)
 
 
+#: Float audio lies in [-1, 1]; clips may overshoot a little (resampling, gain), but a peak beyond
+#: this is not float audio (int16 PCM stored as float, say) and is refused where clips are loaded.
+FLOAT_PEAK_LIMIT = 2.0
+
+
 def pcm16_to_float(pcm: np.ndarray) -> np.ndarray:
     """int16 PCM -> float32 in [-1, 1) (divide by 32768)."""
     return np.asarray(pcm, dtype=np.float32) / np.float32(32768.0)

@@ -28,6 +28,8 @@ from kws.runtime.errors import ModelError
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("ai-edge-litert", "tflite-runtime", "tensorflow")
+#: More interpreter threads than this is a typo (a few hundred thousand crash the interpreter).
+MAX_THREADS = 256
 _MODULES = {
     "ai-edge-litert": "ai_edge_litert.interpreter",
     "tflite-runtime": "tflite_runtime.interpreter",
@@ -74,8 +76,8 @@ class TfliteModel:
 
     def __init__(self, path: str | Path, *, threads: int | None = None, backend: str = "auto") -> None:
         self.path = Path(path)
-        if threads is not None and threads < 1:
-            raise ModelError(f"--threads {threads}: expected a positive integer")
+        if threads is not None and not 1 <= threads <= MAX_THREADS:
+            raise ModelError(f"--threads {threads}: expected a positive integer, at most {MAX_THREADS}")
         if not self.path.is_file():
             raise ModelError(f"{self.path}: model file not found")
         names = BACKENDS if backend == "auto" else (backend,)

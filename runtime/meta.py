@@ -99,11 +99,9 @@ class ModelMeta:
 
     def save(self, path: str | Path) -> Path:
         """Write the JSON (pretty, sorted keys) atomically; returns the path."""
-        path = Path(path)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
-        tmp.replace(path)
-        return path
+        from kws.runtime.fileio import write_text_atomic
+
+        return write_text_atomic(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> "ModelMeta":
@@ -114,6 +112,8 @@ class ModelMeta:
             raise ModelError(f"{path}: model JSON not found") from None
         except OSError as exc:
             raise ModelError(f"{path}: cannot read model JSON ({exc.strerror})") from None
+        except UnicodeDecodeError:
+            raise ModelError(f"{path}: not a model JSON (not UTF-8 text)") from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:

@@ -65,7 +65,8 @@ class KwsModel:
     @property
     def quantization_type(self) -> str:
         """``"float32"``, ``"dynamic"`` or ``"int8"``: the JSON's ``quantization.type``, or, where the
-        JSON has none, the dtype of the model's input tensor."""
+        JSON has none, the dtype of the model's input tensor (``"int8"`` or ``"float32"``: a
+        dynamic-range model has float input, so without its JSON it reads as float32)."""
         quant = self.meta.quantization
         given = quant.get("type") if isinstance(quant, dict) else None
         return str(given or self.tflite.input_quant.dtype)

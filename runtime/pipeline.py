@@ -35,10 +35,14 @@ DEFAULT_BLOCK_SAMPLES = 1024
 WindowCallback = Callable[[float, np.ndarray, "Detection | None"], None]
 
 
-def hop_samples_for(hop_ms: float, sample_rate_hz: int) -> int:
-    """``hop_ms`` in samples; it must be a whole, positive number of samples."""
+def hop_samples_for(hop_ms: float, sample_rate_hz: int, *, window_samples: int | None = None) -> int:
+    """``hop_ms`` in samples; it must be a whole, positive number of samples, and no longer than
+    ``window_samples`` (a longer hop would leave audio between windows that is never scored)."""
     if not (isinstance(hop_ms, (int, float)) and math.isfinite(hop_ms) and hop_ms > 0):
         raise KwsError(f"--hop-ms {hop_ms!r}: expected a positive number of milliseconds")
+    if window_samples is not None and hop_ms * sample_rate_hz / 1000.0 > window_samples + 1e-6:
+        raise KwsError(f"--hop-ms {hop_ms:g}: expected at most the window, {1000.0 * window_samples / sample_rate_hz:g} "
+                       "ms (a longer hop never scores the audio between windows)")
     exact = hop_ms * sample_rate_hz / 1000.0
     samples = int(round(exact))
     if samples < 1 or abs(samples - exact) > 1e-6:
@@ -81,8 +85,8 @@ class Pipeline:
         features = model.features
         self.sample_rate_hz = int(features.sample_rate_hz)
         self.window_samples = int(features.window_samples)
+        self.hop_samples = hop_samples_for(hop_ms, self.sample_rate_hz, window_samples=self.window_samples)
         self.hop_ms = float(hop_ms)
-        self.hop_samples = hop_samples_for(hop_ms, self.sample_rate_hz)
         self.detector_config = detector if detector is not None else DetectorConfig.from_meta(model.meta)
         self.detector = Detector(model.labels, self.detector_config)
         self.record_scores = record_scores

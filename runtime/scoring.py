@@ -47,6 +47,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from kws.runtime.errors import DataError
+from kws.runtime.labels import SILENCE, UNKNOWN
 
 #: Format tag of the truth files written by ``kws-data stream``.
 TRUTH_FORMAT = "kws-stream-truth/1"
@@ -136,6 +137,9 @@ def _events(data: Any, key: str, source: str, duration_s: float) -> tuple[TruthE
         label = item.get("label")
         if not isinstance(label, str) or not label:
             raise DataError(f"{where}: 'label' must be a non-empty string, got {label!r}")
+        if key == "events" and label in (UNKNOWN, SILENCE):
+            raise DataError(f"{where}: label {label!r} is not a keyword (it never fires); unknown words "
+                            "belong in 'unknown_events'")
         start_s = _number(item.get("start_s"), f"{where}: 'start_s'")
         end_s = _number(item.get("end_s"), f"{where}: 'end_s'")
         if not 0.0 <= start_s < end_s:

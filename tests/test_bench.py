@@ -300,6 +300,12 @@ def test_bad_flags(tiny_models, tmp_path, capsys):
     assert rc == 2 and "--threads '1,x': expected comma-separated positive integers" in err
     rc, err = _run_err(capsys, [*FAST, "--model", model, "--hop-ms", "0"])
     assert rc == 2 and "--hop-ms '0'" in err
+    rc, err = _run_err(capsys, [*FAST, "--model", model, "--hop-ms", "2000"])
+    assert rc == 2 and "--hop-ms 2000: expected at most the window, 1000 ms" in err
+    rc, err = _run_err(capsys, [*FAST, "--model", model, "--budget-s", "inf"])
+    assert rc == 2 and "--budget-s inf: expected a finite number of seconds" in err
+    rc, err = _run_err(capsys, [*FAST, "--model", model, "--threads", "1,100000"])
+    assert rc == 2 and "expected thread counts of at most 256" in err
     for bad in ("nan", "inf", "250,nan"):
         rc, err = _run_err(capsys, [*FAST, "--model", model, "--hop-ms", bad])
         assert rc == 2 and f"--hop-ms '{bad}': expected comma-separated positive numbers" in err
@@ -318,7 +324,7 @@ def test_existing_results_are_kept_without_force(tiny_models, tmp_path, capsys):
     out = tmp_path / "b.json"
     out.write_text("my earlier results")
     rc, err = _run_err(capsys, [*FAST, "--model", model, "--threads", "1", "--json-out", str(out)])
-    assert rc == 2 and err == f"kws-bench: error: {out} already exists; pass --force to replace it"
+    assert rc == 2 and err == f"kws-bench: error: --json-out {out}: exists; pass --force to overwrite it"
     assert out.read_text() == "my earlier results"
     (tmp_path / "afile").write_text("x")
     rc, err = _run_err(capsys, [*FAST, "--model", model, "--out", str(tmp_path / "afile")])

@@ -219,6 +219,19 @@ def test_nan_and_inf_counted(tmp_path, small, monkeypatch, chunk_rows):
     assert "wav_vals has 6 non-finite samples (NaN: 4, inf: 2) in 3 clips (first: clip 3)" in msg
 
 
+@pytest.mark.parametrize("chunk_rows", [4096, 2])
+def test_float_audio_far_outside_unit_range_is_refused(tmp_path, small, monkeypatch, chunk_rows):
+    monkeypatch.setattr(kdata, "_CHUNK_ROWS", chunk_rows)
+    wav = small["wav_vals"].astype(np.float32)
+    wav[:] = 0.5
+    kdata.load_npz(_save(tmp_path / "ok.npz", dict(small, wav_vals=wav)))   # in range: fine
+    wav[7, 3] = 1.5                                                         # a little over: fine
+    kdata.load_npz(_save(tmp_path / "over.npz", dict(small, wav_vals=wav)))
+    wav[9, 3] = -12000.0                                                    # int16 stored as float
+    msg = _error(_save(tmp_path / "pcm.npz", dict(small, wav_vals=wav)))
+    assert "wav_vals is float32 with samples up to 12000; expected float audio in [-1, 1]" in msg
+
+
 def test_speaker_and_split_checked(tmp_path, small):
     assert "speaker has shape (35,), expected (36,) to match 36 clips" in _error(
         _save(tmp_path / "s1.npz", dict(small, speaker=small["speaker"][:35])))

@@ -195,7 +195,7 @@ def test_from_folder_without_lists_has_no_split(tmp_path, sc_tree):
     (None, ["--keywords", "yes,bed"], "keywords ['bed'] are not in the vocabulary"),
     (None, ["--silence-clips", "-1"], "--silence-clips -1 is negative"),
     (None, ["--max-unknown", "-1"], "--max-unknown -1 is negative, expected 0 or more"),
-    (None, ["--seed", "-1"], "--seed -1: expected an integer >= 0"),
+    (None, ["--seed", "-1"], "--seed -1: expected an integer in [0, 2**32)"),
 ])
 def test_from_folder_errors(capsys, tmp_path, sc_tree, setup, args, message):
     root = sc_tree
@@ -215,7 +215,7 @@ def test_from_folder_existing_out_needs_force(capsys, tmp_path, sc_tree):
     out = tmp_path / "sc.npz"
     out.write_bytes(b"mine")
     code, _, err = run_cli(capsys, "from-folder", str(sc_tree), str(out), "--silence-clips", "2")
-    assert code == 2 and err == f"kws-data: error: {out} exists; use --force to overwrite it\n"
+    assert code == 2 and err == f"kws-data: error: {out}: exists; pass --force to overwrite it\n"
     assert out.read_bytes() == b"mine"
     code, _, err = run_cli(capsys, "from-folder", str(sc_tree), str(out), "--silence-clips", "2", "--force")
     assert code == 0, err
@@ -226,7 +226,7 @@ def test_from_folder_out_is_a_folder(capsys, tmp_path, sc_tree):
     out = tmp_path / "adir.npz"
     out.mkdir()
     code, _, err = run_cli(capsys, "from-folder", str(sc_tree), str(out), "--force")
-    assert code == 2 and err == f"kws-data: error: {out}: is a folder; expected an .npz file path\n"
+    assert code == 2 and err == f"kws-data: error: {out}: is a directory; expected a file name\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adir.npz", "speech_commands"]
 
 
@@ -235,8 +235,8 @@ def test_from_folder_failed_write_leaves_nothing(tmp_path, sc_tree, monkeypatch)
 
     out = tmp_path / "new" / "sc.npz"
 
-    def full_disk(path, **arrays):
-        Path(path).write_bytes(b"half")
+    def full_disk(fh, **arrays):   # kws.runtime.fileio hands numpy an open file
+        fh.write(b"half")
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(np, "savez", full_disk)
@@ -399,8 +399,9 @@ def test_fetch_offline_says_where_to_put_the_file(capsys, tmp_path):
     (["--name", "../x.npz"], "--name '../x.npz': expected a plain file name (no folder, no '..')"),
     (["--name", "sub/x.npz"], "--name 'sub/x.npz': expected a plain file name"),
     (["--name", ".."], "--name '..': expected a plain file name"),
-    (["--out", "{tmp}/ok.wav"], "{tmp}/ok.wav: is not a folder; expected a folder to put speech_wav_8000.npz in"),
-    (["--name", "adir"], "{tmp}/d/adir: is a folder; expected the path of the file to download"),
+    (["--name", ""], "--name '': expected a plain file name"),
+    (["--out", "{tmp}/ok.wav"], "{tmp}/ok.wav/speech_wav_8000.npz: folder {tmp}/ok.wav is not a directory"),
+    (["--name", "adir"], "{tmp}/d/adir: is a directory; expected a file name"),
 ])
 def test_fetch_bad_input_is_one_line(capsys, tmp_path, server, args, message):
     (tmp_path / "ok.wav").write_bytes(b"mine")

@@ -6,9 +6,11 @@ import contextlib
 import io
 import json
 import shutil
+import stat
 import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fixtures_models import tiny_models  # noqa: F401  (session fixture)
 
@@ -329,8 +331,8 @@ def test_plot_and_wav_paths_checked_before_any_audio(tiny_models, streams_dir, t
     (tmp_path / "d.png").mkdir()
     assert "is a directory; expected a .png file name" in _bad(capsys, "--model", model, "--wav", wav,
                                                                "--det-png", tmp_path / "d.png")
-    (tmp_path / "dir.wav").mkdir()
-    shutil.copy(streams_dir / "kw.json", tmp_path / "dir.json")
+    assert "--det-png .: expected a .png path" in _bad(capsys, "--model", model, "--wav", wav, "--det-png", "")
+    (tmp_path / "dir.wav").mkdir()   # and no dir.json: the wav is named first
     assert "dir.wav: is a directory; expected a WAV file" in _bad(capsys, "--model", model, "--wav",
                                                                   tmp_path / "dir.wav")
 
@@ -344,3 +346,42 @@ def test_truth_defaults_to_the_demo_name_where_only_that_exists(tmp_path, stream
     assert default_truth_path(wav) == tmp_path / "demo.truth.json"      # kws-data demo's name
     (tmp_path / "demo.json").write_text("{}")
     assert default_truth_path(wav) == tmp_path / "demo.json"            # both: kws-data stream's wins
+
+
+def test_calibrate_refuses_a_read_only_json_and_writes_through_a_link(model_copy, streams_dir, tmp_path,
+                                                                       capsys):
+    js = model_copy.with_suffix(".json")
+    before = js.read_bytes()
+    js.chmod(0o444)
+    err = _bad(capsys, "--model", model_copy, "--wav", streams_dir / "kw.wav", "--calibrate")
+    assert "is read-only; --calibrate writes the threshold into it" in err and js.read_bytes() == before
+    js.chmod(0o640)
+    link_dir = tmp_path / "linked"
+    link_dir.mkdir()
+    shutil.copy(model_copy, link_dir / model_copy.name)
+    (link_dir / js.name).symlink_to(js)
+    code, report, err = run_json("--model", link_dir / model_copy.name, "--wav", streams_dir / "kw.wav",
+                                 "--target-fa-per-hour", "1000", "--calibrate")
+    assert code == 0, err
+    assert (link_dir / js.name).is_symlink()                                    # still a link ...
+    assert json.loads(js.read_text())["detection"]["threshold"] == report["chosen"]["threshold"]  # ... to it
+    assert stat.S_IMODE(js.stat().st_mode) == 0o640                            # mode kept
+    assert "a false-accept rate per hour is barely measured" in err            # minutes, not hours
+
+
+def test_calibrate_needs_scored_audio_and_truth_keywords_are_keywords(model_copy, tmp_path, capsys):
+    write_wav(tmp_path / "blip.wav", np.zeros(4000, np.float32), 8000)
+    truth = {"format": "kws-stream-truth/1", "sample_rate_hz": 8000, "duration_s": 0.5, "events": []}
+    (tmp_path / "blip.json").write_text(json.dumps(truth))
+    before = model_copy.with_suffix(".json").read_bytes()
+    code, _, err = run_json("--model", model_copy, "--wav", tmp_path / "blip.wav", "--calibrate")
+    assert code == 1 and "--calibrate: no window was scored" in err and "left unchanged" in err
+    assert "nothing was scored" in err and model_copy.with_suffix(".json").read_bytes() == before
+    truth["events"] = [{"label": "unknown", "start_s": 0.1, "end_s": 0.4}]
+    (tmp_path / "blip.json").write_text(json.dumps(truth))
+    assert "label 'unknown' is not a keyword" in _bad(capsys, "--model", model_copy, "--wav", tmp_path / "blip.wav")
+
+
+def test_a_json_that_is_not_text_is_named(model_copy, streams_dir, capsys):
+    model_copy.with_suffix(".json").write_bytes(b"\xca\xfe\xba\xbe" * 8)
+    assert "not a model JSON (not UTF-8 text)" in _bad(capsys, "--model", model_copy, "--wav", streams_dir / "kw.wav")

@@ -225,6 +225,10 @@ def test_bad_npz_files(models_dir, tmp_path, capsys):
     np.savez(tmp_path / "nan.npz", wav_vals=nan, label_vals=np.array([["yes"], ["no"], ["up"]]))
     rc, err = _run_err(["--model", model, "--data", str(tmp_path / "nan.npz")], capsys)
     assert rc == 2 and "1 clip(s) of wav_vals hold NaN or infinite samples (first: clip 1)" in err
+    loud = np.full((2, 8000), 3000.0, np.float32)
+    np.savez(tmp_path / "loud.npz", wav_vals=loud, label_vals=np.array([["yes"], ["no"]]))
+    rc, err = _run_err(["--model", model, "--data", str(tmp_path / "loud.npz")], capsys)
+    assert rc == 2 and "wav_vals is float32 with samples up to 3000; expected float audio in [-1, 1]" in err
 
 
 def test_metric_helpers():

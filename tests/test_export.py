@@ -343,6 +343,8 @@ def test_bad_source_arguments(tmp_path, run_dir, gen_npz, capsys, monkeypatch):
     assert "--input-percentile 40.0: expected a number in (50, 100]" in capsys.readouterr().err
     assert main(["--model", str(run_dir), "--input-percentile", "99", *out]) == 2
     assert "needs --int8" in capsys.readouterr().err
+    assert main(["--model", str(run_dir), "--seed", "-1", *out]) == 2
+    assert "--seed -1: expected an integer in [0, 2**32)" in capsys.readouterr().err
     assert main(["--model", str(run_dir), "--threads", "0", *out]) == 2
     assert "--threads 0: expected a positive integer" in capsys.readouterr().err
     (tmp_path / "afile").write_text("x")

@@ -395,6 +395,8 @@ def test_model_without_json(tiny_models, tmp_path, capsys):
     (["--min-count", "0"], "minimum count 0"),
     (["--refractory-ms", "-1"], "refractory period -1.0 ms"),
     (["--threads", "0"], "--threads 0: expected a positive integer"),
+    (["--threads", "100000"], "--threads 100000: expected a positive integer, at most 256"),
+    (["--hop-ms", "1500"], "--hop-ms 1500: expected at most the window, 1000 ms"),
     (["--realtime"], "--realtime only applies to --wav"),
     (["--wav", "a.wav", "--stdin"], "--wav and --stdin both given"),
     (["--stdin", "--stdin-rate", "0"], "--stdin-rate 0"),

@@ -76,7 +76,7 @@ def test_bad_input_messages(tmp_path, capsys):
     out.mkdir()
     (out / "summary.json").write_text("{}")
     assert qs.main(["--out", str(out)]) == 2
-    assert "holds results of an earlier run (summary.json); use --force" in capsys.readouterr().err
+    assert "holds results of an earlier run (summary.json); pass --force" in capsys.readouterr().err
     assert qs.main(["--epochs", "0", "--out", str(tmp_path / "e")]) == 2
     assert "--epochs 0: expected at least 1" in capsys.readouterr().err
 
@@ -105,11 +105,14 @@ def _earlier_run(out: Path) -> list[Path]:
     (["--data", "{tmp}"], "--data {tmp}: is a folder, expected an npz file"),
     (["--data", "{out}/data/synth.npz"], "--data {out}/data/synth.npz: lies in {out}/data, which an earlier run "
                                          "wrote and --force removes"),
-    (["--seed", "-1"], "--seed -1: expected an integer >= 0"),
+    (["--seed", "-1"], "--seed -1: expected an integer in [0, 2**32)"),
+    (["--seed", "4294967296"], "--seed 4294967296: expected an integer in [0, 2**32)"),
+    (["--data", "{tmp}/corrupt.npz"], "corrupt.npz: "),
 ])
 def test_bad_input_removes_nothing_of_an_earlier_run(tmp_path, capsys, no_data_step, argv, message):
     out = tmp_path / "q3"
     before = _earlier_run(out)
+    (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04 not really a zip")
     argv = [a.replace("{tmp}", str(tmp_path)).replace("{out}", str(out)) for a in argv]
     assert qs.main(["--no-seed-data", "--no-tts", "--quick", "--out", str(out), "--force", *argv]) == 2
     err = capsys.readouterr().err

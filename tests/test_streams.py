@@ -223,7 +223,9 @@ def test_registered_in_kws_data(synth_npz, tmp_path):
 # Bad input
 # ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("argv, message", [
-    (["--minutes", "0"], "--minutes 0.0: expected a number in (0, 600]"),
+    (["--minutes", "0"], "--minutes 0.0: expected a number in [0.0833333, 600]"),
+    (["--minutes", "0.01"], "--minutes 0.01: expected a number in [0.0833333, 600]"),
+    (["--snr-db", "1e6"], "--snr-db 1000000.0: expected a number of dB in [-120, 120] (or inf for no noise)"),
     (["--gap-s", "3", "1"], "--gap-s 3.0 1.0: expected 0 <= MIN <= MAX seconds"),
     (["--unknown-rate", "-1"], "--unknown-rate -1.0: expected a number >= 0"),
     (["--snr-db", "nan"], "--snr-db nan: expected a number of dB"),
@@ -231,8 +233,9 @@ def test_registered_in_kws_data(synth_npz, tmp_path):
     (["--out", "stream.mp3"], "--out stream.mp3: expected a .wav path"),
     (["--pair", "--negatives-only"], "--pair and --negatives-only: pick one"),
     (["--noise-dir", "/nonexistent/noise"], "--noise-dir /nonexistent/noise: not a folder"),
-    (["--seed", "-1"], "--seed -1: expected an integer >= 0"),
+    (["--seed", "-1"], "--seed -1: expected an integer in [0, 2**32)"),
     (["--truth", "t.txt"], "--truth t.txt: expected a .json path"),
+    (["--truth", ""], "--truth .: expected a .json path"),
     (["--out", "nowhere/s.wav"], "--out nowhere/s.wav: folder nowhere does not exist"),
 ])
 def test_bad_arguments(synth_npz, tmp_path, argv, message, monkeypatch):
@@ -313,15 +316,15 @@ def test_existing_outputs_need_force(synth_npz, tmp_path, capsys):
     out, truth = tmp_path / "s1.wav", tmp_path / "s1.json"
     out.write_bytes(b"mine")
     err = _one_line_error(capsys, [*base, "--out", out])
-    assert f"--out: {out} exists; use --force to overwrite it" in err and out.read_bytes() == b"mine"
+    assert f"--out {out}: exists; pass --force to overwrite it" in err and out.read_bytes() == b"mine"
     out.unlink()
     truth.write_text("mine")
     err = _one_line_error(capsys, [*base, "--out", out])
-    assert f"--truth: {truth} exists; use --force" in err and truth.read_text() == "mine" and not out.exists()
+    assert f"--truth {truth}: exists; pass --force" in err and truth.read_text() == "mine" and not out.exists()
     truth.unlink()
     (tmp_path / "s1_negatives.wav").write_bytes(b"mine")  # --pair's files are outputs too
     err = _one_line_error(capsys, [*base, "--out", out, "--pair"])
-    assert "s1_negatives.wav exists; use --force" in err and not out.exists() and not truth.exists()
+    assert "s1_negatives.wav: exists; pass --force" in err and not out.exists() and not truth.exists()
     from kws.train.data_cli import main
 
     assert main([str(a) for a in [*base, "--out", out, "--pair", "--force"]]) == 0
@@ -332,7 +335,7 @@ def test_out_that_is_a_folder_is_one_line(synth_npz, tmp_path, capsys):
     (tmp_path / "adir.wav").mkdir()
     err = _one_line_error(capsys, ["stream", "--data", synth_npz, "--minutes", "0.1", "--split", "all",
                                    "--out", tmp_path / "adir.wav", "--force"])
-    assert "adir.wav: is a folder; expected a .wav file path" in err
+    assert "adir.wav: is a directory; expected a file name" in err
 
 
 def test_a_failed_write_leaves_nothing_behind(synth_npz, tmp_path, monkeypatch):

@@ -718,3 +718,16 @@ def test_kws_train_failure_during_fit_marks_the_run_failed(tmp_path, synth_npz, 
         trainer.main(["--data", str(synth_npz), "--model", "dscnn", "--width", "4", "--depth", "1",
                       "--epochs", "1", "--out", str(out_dir)])
     assert ModelMeta.load(out_dir / "model.json").extra["training"]["status"] == "failed"
+
+
+def test_kws_train_failure_after_fit_marks_the_run_failed(tmp_path, synth_npz, capsys, monkeypatch):
+    """An error while evaluating the checkpoint must not leave model.json saying "running"."""
+    def broken(*args, **kwargs):
+        raise RuntimeError("evaluation broke on purpose")
+
+    monkeypatch.setattr(trainer, "evaluate_checkpoint", broken)
+    out_dir = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="on purpose"):
+        trainer.main(["--data", str(synth_npz), "--model", "dscnn", "--width", "4", "--depth", "1",
+                      "--epochs", "1", "--steps-per-epoch", "1", "--out", str(out_dir)])
+    assert ModelMeta.load(out_dir / "model.json").extra["training"]["status"] == "failed"

@@ -97,13 +97,13 @@ def test_kws_data_demo_command(tmp_path, capsys):
     assert kws_data(["demo", "--stream", str(stream), "--stream-seconds", "6", "--engines", "espeak-ng"]) == 0
     assert stream.is_file() and (tmp_path / "s.truth.json").is_file()
     assert kws_data(["demo", "--stream", str(stream), "--engines", "espeak-ng"]) == 2  # exists, no --force
-    assert "s.wav exists; use --force" in capsys.readouterr().err
+    assert "s.wav: exists; pass --force" in capsys.readouterr().err
 
 
 def test_existing_output_needs_force(tmp_path):
     out = tmp_path / "d.npz"
     out.write_bytes(b"x")
-    with pytest.raises(DataError, match=r"d\.npz exists; use --force"):
+    with pytest.raises(DataError, match=r"d\.npz: exists; pass --force"):
         tts.generate(out=out, path="")
 
 
@@ -115,14 +115,14 @@ def test_existing_output_needs_force(tmp_path):
     (["--out", "d.wav"], "--out d.wav: expected a .npz path"),
     (["--stream", "s.wav", "--truth", "t.txt"], "--truth t.txt: expected a .json path"),
     (["--truth", "t.json", "--out", "d.npz"], "--truth t.json: is the truth of --stream; give --stream"),
-    (["--stream", "adir.wav", "--force"], "--stream adir.wav: is a folder; expected a .wav file path"),
-    (["--stream", "file.txt/s.wav"], "--stream file.txt/s.wav: file.txt is not a folder"),
+    (["--stream", "adir.wav", "--force"], "--stream adir.wav: is a directory; expected a file name"),
+    (["--stream", "file.txt/s.wav"], "--stream file.txt/s.wav: folder file.txt is not a directory"),
     (["--out", "noise.npz", "--noise", "noise.npz", "--force"], "--out noise.npz: is the --noise file it reads"),
     (["--out", "d.npz", "--noise", "none.npz"], "--noise none.npz: file not found"),
     (["--stream", "s.wav", "--stream-seconds", "nan"], "--stream-seconds nan: expected a number of seconds in [3, "),
     (["--stream", "s.wav", "--stream-seconds", "inf"], "--stream-seconds inf: expected a number of seconds in [3, "),
     (["--stream", "s.wav", "--stream-seconds", "2"], "--stream-seconds 2.0: expected a number of seconds in [3, "),
-    (["--stream", "s.wav", "--seed", "-1"], "--seed -1: expected an integer >= 0"),
+    (["--stream", "s.wav", "--seed", "-1"], "--seed -1: expected an integer in [0, 2**32)"),
 ])
 def test_bad_paths_and_numbers_are_refused_before_generating(tmp_path, monkeypatch, capsys, argv, message):
     from kws.train.data_cli import main as kws_data

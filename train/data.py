@@ -34,6 +34,7 @@ from typing import Sequence
 import numpy as np
 
 from kws.runtime.errors import DataError
+from kws.runtime.features import FLOAT_PEAK_LIMIT
 from kws.runtime.labels import SEED_LABELS
 
 logger = logging.getLogger(__name__)
@@ -244,14 +245,18 @@ def _as_str_array(path: Path, key: str, arr: np.ndarray) -> np.ndarray:
 
 
 def _check_finite(path: Path, wav: np.ndarray) -> None:
-    """Count NaN/inf chunk by chunk (never a full-size temporary)."""
+    """Count NaN/inf chunk by chunk (never a full-size temporary), and refuse float audio far outside
+    [-1, 1] (int16 PCM stored as float would be read 32768 times too loud)."""
     if wav.dtype.kind != "f":
         return
     bad_samples = 0
     bad_clips: list[int] = []
+    peak = 0.0
     for start in range(0, wav.shape[0], _CHUNK_ROWS):
-        finite = np.isfinite(wav[start:start + _CHUNK_ROWS])
+        chunk = wav[start:start + _CHUNK_ROWS]
+        finite = np.isfinite(chunk)
         if finite.all():
+            peak = max(peak, float(np.abs(chunk).max(initial=0.0)))
             continue
         per_clip = finite.shape[1] - finite.sum(axis=1)
         bad_samples += int(per_clip.sum())
@@ -260,6 +265,9 @@ def _check_finite(path: Path, wav: np.ndarray) -> None:
         nan = sum(int(np.isnan(wav[i]).sum()) for i in bad_clips[:10000])
         raise _fail(path, f"{WAV_KEY} has {bad_samples} non-finite samples (NaN: {nan}, inf: {bad_samples - nan}) "
                           f"in {len(bad_clips)} clips (first: clip {bad_clips[0]}); expected finite audio")
+    if peak > FLOAT_PEAK_LIMIT:
+        raise _fail(path, f"{WAV_KEY} is {wav.dtype} with samples up to {peak:g}; expected float audio in "
+                          "[-1, 1] (int16 PCM stored as float? divide it by 32768, or store it as int16)")
 
 
 def load_npz(path: str | os.PathLike, *, allow_pickle: bool = False, sample_rate_hz: int = 8000,

@@ -199,7 +199,7 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     from kws.train import fetch as fetch_mod
 
     dest_dir = Path(args.out).expanduser() if args.out else fetch_mod.default_path().parent
-    if args.name:
+    if args.name is not None:
         name = fetch_mod.check_name(args.name)
     else:
         url_name = Path(urllib.parse.urlsplit(args.url).path).name

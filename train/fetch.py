@@ -21,6 +21,7 @@ import zipfile
 from pathlib import Path
 
 from kws.runtime.errors import EXIT_FAILURE, KwsError
+from kws.runtime.fileio import check_output
 
 logger = logging.getLogger(__name__)
 
@@ -67,14 +68,9 @@ def check_name(name: str, *, what: str = "--name") -> str:
 
 
 def _check_dest(dest: Path) -> None:
-    """Refuse a destination that is a folder, or whose nearest existing parent is not a folder."""
-    if dest.is_dir():
-        raise KwsError(f"{dest}: is a folder; expected the path of the file to download")
-    for folder in (dest.parent, *dest.parent.parents):
-        if folder.exists():
-            if not folder.is_dir():
-                raise KwsError(f"{folder}: is not a folder; expected a folder to put {dest.name} in (--out DIR)")
-            return
+    """Refuse a destination that is a directory, or whose nearest existing parent is not one (an
+    existing file is fine: it is kept, or downloaded again with --force)."""
+    check_output(dest, flag="", force=True, make_folder=True)
 
 
 def _by_hand(url: str, dest: Path) -> str:

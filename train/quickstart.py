@@ -37,6 +37,7 @@ import numpy as np
 
 from kws.runtime.cli import configure_logging, run_main
 from kws.runtime.errors import DataError, KwsError
+from kws.runtime.fileio import check_seed, save_npz
 from kws.runtime.labels import SEED_LABELS
 
 logger = logging.getLogger(__name__)
@@ -137,20 +138,8 @@ def sample_npz(src: Path, dst: Path, *, clips_per_label: int, seed: int = 0) -> 
     if ds.split is not None:
         arrays["split"] = np.asarray(ds.split)[idx]
     dst.parent.mkdir(parents=True, exist_ok=True)
-    _write_npz(dst, arrays)
+    save_npz(dst, arrays)
     return len(idx)
-
-
-def _write_npz(dst: Path, arrays: dict[str, np.ndarray]) -> Path:
-    """``np.savez`` to a temporary file beside ``dst``, renamed onto it (never half-written)."""
-    from kws.train.streams import write_atomically
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:  # np.savez on a path would append .npz to the temporary name
-            np.savez(fh, **arrays)
-
-    write_atomically([(dst, write)])
-    return dst
 
 
 def check_data_file(path: Path, *, what: str = "--data") -> Path:
@@ -236,7 +225,7 @@ def _make_data(folder: Path, preset: Preset, *, given: Path | None, source: str,
         notes = ["text-to-speech switched off (--no-tts); using generated tones"]
     from kws.train.synth import synthetic_dataset
 
-    dst = _write_npz(folder / "synth.npz", synthetic_dataset(clips_per_label=preset.synth_clips_per_label, seed=seed))
+    dst = save_npz(folder / "synth.npz", synthetic_dataset(clips_per_label=preset.synth_clips_per_label, seed=seed))
     n = preset.synth_clips_per_label * len(SEED_LABELS)
     return DataChoice(dst, "synthetic tones",
                       f"{n} clips of tone 'words' (kws.train.synth; not speech: a model trained on them "
@@ -330,8 +319,7 @@ def _check_inputs(args: argparse.Namespace) -> None:
     --out must be a folder (or not exist yet); --data must be a file; and the npz the run reads
     (--data, or the seed's npz) must not lie in an earlier run's outputs that --force removes.
     """
-    if args.seed < 0:
-        raise KwsError(f"--seed {args.seed}: expected an integer >= 0")
+    check_seed(args.seed)
     out: Path = args.out
     if out.exists() and not out.is_dir():
         raise KwsError(f"--out {out}: is a file, not a folder; expected a folder for the quickstart's results")
@@ -347,13 +335,17 @@ def _check_inputs(args: argparse.Namespace) -> None:
                                 or target.resolve() in Path(data).resolve().parents):
             raise KwsError(f"{what} {data}: lies in {target}, which an earlier run wrote and --force removes; "
                            "move it, or use another --out")
+    if args.force and any((out / name).exists() for name in _OUTPUTS):
+        from kws.train.data import load_npz
+
+        load_npz(Path(data))   # an unreadable npz must not cost the earlier run's results
 
 
 def _prepare_out(out: Path, force: bool) -> None:
     existing = [out / name for name in _OUTPUTS if (out / name).exists()]
     if existing and not force:
         raise KwsError(f"--out {out}: holds results of an earlier run ({existing[0].name}); "
-                       "use --force to replace them, or another --out")
+                       "pass --force to replace them, or another --out")
     for path in existing:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     out.mkdir(parents=True, exist_ok=True)

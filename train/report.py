@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from kws.runtime.fileio import write_atomically, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -91,9 +92,8 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> Path:
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    path = Path(path)
+    write_atomically([(path, lambda tmp: fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png"))])
     return path
 
 
@@ -154,11 +154,7 @@ def plot_confusion(confusion: Sequence[Sequence[int]], labels: Sequence[str], pa
 
 def write_json(data: Any, path: str | Path) -> Path:
     """Pretty JSON, written atomically (temp file + rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
 def _json_default(obj):

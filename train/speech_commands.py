@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +33,7 @@ import numpy as np
 
 from kws.runtime.audio_io import read_wav, to_mono
 from kws.runtime.errors import DataError
+from kws.runtime.fileio import check_output, check_seed, save_npz
 from kws.runtime.labels import KEYWORDS, SILENCE, UNKNOWN
 from kws.train.data import to_pcm16
 
@@ -151,31 +151,19 @@ def _cut_silence(noise_files: list[Path], n_clips: int, *, sample_rate_hz: int, 
     return out
 
 
-def _check_out(out: Path, *, force: bool) -> None:
-    """Refuse an output that does not end in .npz, is a folder, or exists without ``force``."""
-    if out.suffix != ".npz":
-        raise DataError(f"{out}: the output must end in .npz")
-    if out.is_dir():
-        raise DataError(f"{out}: is a folder; expected an .npz file path")
-    if out.exists() and not force:
-        raise DataError(f"{out} exists; use --force to overwrite it")
-
-
 def _save(out: Path, arrays: dict[str, np.ndarray], *, compress: bool) -> None:
-    """``np.savez`` (or ``savez_compressed``) to a temporary file beside ``out``, renamed onto it;
-    a failed write removes the temporary file and leaves ``out`` as it was."""
+    """Save atomically (:func:`kws.runtime.fileio.save_npz`), making a missing folder; a folder made
+    for a file that was not written is removed again."""
     created = [f for f in (out.parent, *out.parent.parents) if not f.exists()]  # deepest first
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.npz")
+    saved = False
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        (np.savez_compressed if compress else np.savez)(tmp, **arrays)
-        tmp.replace(out)
+        save_npz(out, arrays, compress=compress)
+        saved = True
     except OSError as exc:
         raise DataError(f"cannot write {out}: {exc.strerror or exc}") from None
     finally:
-        if tmp.exists():
-            tmp.unlink()
-        for folder in created:  # folders made for a file that was not written
+        for folder in created if not saved else ():
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
 
@@ -218,9 +206,8 @@ def build_from_folder(root: str | Path, out: str | Path, *, keywords: tuple[str,
         raise DataError(f"--silence-clips {silence_clips} is negative, expected 0 or more")
     if max_unknown is not None and max_unknown < 0:
         raise DataError(f"--max-unknown {max_unknown} is negative, expected 0 or more")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise DataError(f"--seed {seed}: expected an integer >= 0")
-    _check_out(out, force=force)
+    check_seed(seed)
+    check_output(out, flag="", suffix=".npz", force=force, make_folder=True)
 
     items, noise_files, skipped = _scan(root, tuple(keywords))
     if not items:

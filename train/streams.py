@@ -38,14 +38,14 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from kws.runtime.errors import DataError, KwsError
+from kws.runtime.fileio import check_distinct, check_output, check_seed, write_atomically
 from kws.runtime.labels import KEYWORDS, SILENCE, UNKNOWN
 from kws.runtime.scoring import TRUTH_FORMAT
 
@@ -68,6 +68,10 @@ SPEECH_LEVEL_DBFS = -26.0
 MIN_NOISE_RMS = 1e-4
 SPLITS = ("test", "val", "train", "all")
 MAX_MINUTES = 600.0
+#: Five seconds: a stream shorter than a few one-second windows measures nothing.
+MIN_MINUTES = 5 / 60
+#: Beyond this the noise is below 16-bit resolution anyway (and 10**(snr/20) overflows far later).
+MAX_SNR_DB = 120.0
 
 
 @dataclass(frozen=True)
@@ -96,11 +100,13 @@ class StreamSettings:
     level_spread_db: float | None = 10.0
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.minutes) and 0 < self.minutes <= MAX_MINUTES):
-            raise DataError(f"--minutes {self.minutes}: expected a number in (0, {MAX_MINUTES:g}]")
+        if not (math.isfinite(self.minutes) and MIN_MINUTES <= self.minutes <= MAX_MINUTES):
+            raise DataError(f"--minutes {self.minutes}: expected a number in [{MIN_MINUTES:g}, {MAX_MINUTES:g}] "
+                            "(at least a few windows of audio)")
         check_seed(self.seed)
-        if math.isnan(self.snr_db) or self.snr_db == -math.inf:
-            raise DataError(f"--snr-db {self.snr_db}: expected a number of dB (or inf for no noise)")
+        if math.isnan(self.snr_db) or not (-MAX_SNR_DB <= self.snr_db <= MAX_SNR_DB or self.snr_db == math.inf):
+            raise DataError(f"--snr-db {self.snr_db}: expected a number of dB in [-{MAX_SNR_DB:g}, {MAX_SNR_DB:g}] "
+                            "(or inf for no noise)")
         lo, hi = self.gap_s
         if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo <= hi):
             raise DataError(f"--gap-s {lo} {hi}: expected 0 <= MIN <= MAX seconds")
@@ -422,95 +428,6 @@ def build_stream(ds, indices: np.ndarray, settings: StreamSettings, *, noise: Se
 
 
 # -------------------------------------------------------------------------------------------
-# Seeds and output files (shared with kws.train.tts)
-# -------------------------------------------------------------------------------------------
-def check_seed(seed: int, *, flag: str = "--seed") -> int:
-    """``seed`` as an int when it is an integer >= 0 (what numpy's generators take); else a DataError."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise DataError(f"{flag} {seed}: expected an integer >= 0")
-    return int(seed)
-
-
-def check_output(path: Path, *, flag: str, suffix: str, force: bool) -> Path:
-    """Refuse an output path that does not end in ``suffix``, is a folder, or exists without --force.
-
-    Parameters
-    ----------
-    path : the file to be written
-    flag : the option that named it, for the message (``--out``)
-    suffix : the expected suffix, lower case (``.wav``); compared case-insensitively
-    force : an existing file may be replaced
-
-    Returns
-    -------
-    path
-    """
-    if path.suffix.lower() != suffix:
-        raise DataError(f"{flag} {path}: expected a {suffix} path")
-    if path.is_dir():
-        raise DataError(f"{flag} {path}: is a folder; expected a {suffix} file path")
-    if path.exists() and not force:
-        raise DataError(f"{flag}: {path} exists; use --force to overwrite it")
-    return path
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    if a.resolve() == b.resolve():
-        return True
-    try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-def check_distinct(outputs: Mapping[str, Path], inputs: Mapping[str, Path | None]) -> None:
-    """Refuse two outputs at one path, or an output at the path of an input (which it would overwrite).
-
-    ``outputs`` and ``inputs`` map an option name (for the message) to its path; None inputs are skipped.
-    """
-    seen: list[tuple[str, Path]] = []
-    for flag, path in outputs.items():
-        for in_flag, in_path in inputs.items():
-            if in_path is not None and _same_file(path, Path(in_path)):
-                raise DataError(f"{flag} {path}: is the {in_flag} file it reads; expected a new path "
-                                f"(writing it would overwrite {in_flag})")
-        for other_flag, other in seen:
-            if _same_file(path, other):
-                raise DataError(f"{flag} {path}: is the same file as {other_flag} {other}; expected two "
-                                "different paths")
-        seen.append((flag, path))
-
-
-def write_atomically(writers: Sequence[tuple[Path, Callable[[Path], Any]]]) -> None:
-    """Write files so that none is ever half-written.
-
-    Each ``(path, write)`` pair: ``write(tmp)`` writes a temporary file beside ``path``; when all
-    have been written they are renamed onto their paths. If a write fails, the temporary files
-    are removed and the paths are left as they were.
-
-    Raises
-    ------
-    DataError
-        A file cannot be written (permissions, a full disk); names the file and the reason.
-    """
-    staged: list[tuple[Path, Path]] = []
-    current = None
-    try:
-        for current, write in writers:
-            tmp = current.with_name(f".{current.name}.{os.getpid()}.tmp")
-            staged.append((current, tmp))
-            write(tmp)
-        for current, tmp in staged:
-            os.replace(tmp, current)
-    except OSError as exc:
-        raise DataError(f"cannot write {current}: {exc.strerror or exc}") from None
-    finally:
-        for _, tmp in staged:
-            if tmp.exists():
-                tmp.unlink()
-
-
-# -------------------------------------------------------------------------------------------
 # Command line (registered as ``kws-data stream`` by kws.train.data_cli)
 # -------------------------------------------------------------------------------------------
 HELP = "build a long test stream (wav + truth JSON) with keywords at known times"
@@ -590,7 +507,7 @@ def _negatives_path(path: Path) -> Path:
 def _output_paths(args: argparse.Namespace) -> dict[str, Path]:
     """The files ``kws-data stream`` writes, keyed by the option that names them (for messages)."""
     out = Path(args.out)
-    truth = Path(args.truth) if args.truth else out.with_suffix(".json")
+    truth = Path(args.truth) if args.truth is not None else out.with_suffix(".json")
     paths = {"--out": out, "--truth": truth}
     if args.pair:
         paths["--pair (stream)"] = _negatives_path(out)
@@ -607,8 +524,6 @@ def _check_outputs(args: argparse.Namespace) -> dict[str, Path]:
     for flag, path in paths.items():
         check_output(path, flag=flag, suffix=".json" if "truth" in flag else ".wav",
                      force=getattr(args, "force", False))
-        if not path.parent.is_dir():
-            raise DataError(f"{flag} {path}: folder {path.parent} does not exist")
     return paths
 
 
@@ -663,6 +578,9 @@ def run(args: argparse.Namespace) -> int:
                 "model_json": getattr(args, "model_json", None)}
     logger.info("%s: %d clips in the %s split", args.data, len(indices), args.split)
     built = [(build_stream(ds, indices, settings, noise=noise, describe=describe), out, truth_path)]
+    if not settings.negatives_only and not built[0][0].truth["events"]:
+        logger.warning("%s: the stream holds no keyword (%g minutes, gaps %s s): it scores like a negatives-only "
+                       "stream; give more --minutes or shorter --gap-s", out, settings.minutes, settings.gap_s)
     if args.pair:
         neg_settings = StreamSettings(**{**asdict(settings), "negatives_only": True, "seed": settings.seed + 1})
         negatives = build_stream(ds, indices, neg_settings, noise=noise, describe=describe)

@@ -86,6 +86,6 @@ def synthetic_dataset(*, clips_per_label: int = 20, n_speakers: int = 10, seed: 
 
 def write_synthetic_npz(path: str | Path, **kwargs) -> Path:
     """Write :func:`synthetic_dataset` to ``path`` (npz, no pickles); returns the path."""
-    path = Path(path)
-    np.savez(path, **synthetic_dataset(**kwargs))
-    return path
+    from kws.runtime.fileio import save_npz
+
+    return save_npz(path, synthetic_dataset(**kwargs))

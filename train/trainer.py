@@ -24,6 +24,7 @@ checkpoint, writes ``model.json``, ``history.json`` and ``INTERRUPTED.txt``, and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import logging
 import math
@@ -578,6 +579,12 @@ def _main(argv: Sequence[str] | None) -> int:
                 "stopped_early": bool(getattr(model, "stop_training", False))
                 and len(epoch_log.history.get("loss", [])) < args.epochs}
 
+    def _mark_failed() -> None:
+        """An unexpected error: model.json must not be left saying "running" (and must not hide it)."""
+        with contextlib.suppress(Exception):
+            (out / CHECKPOINT_TMP).unlink(missing_ok=True)
+            meta.replace(training=_training_summary("failed")).save(out / "model.json")
+
     def _write_history() -> None:
         write_json(epoch_log.history, out / "history.json")
         if epoch_log.history.get("loss"):
@@ -606,49 +613,55 @@ def _main(argv: Sequence[str] | None) -> int:
             pass
         return EXIT_INTERRUPTED
     except Exception:
-        meta = meta.replace(training=_training_summary("failed"))   # not left saying "running"
-        meta.save(out / "model.json")
+        _mark_failed()
         raise
 
-    _write_history()
-    if not checkpoint.best_epoch:
-        meta = meta.replace(training=_training_summary("failed"))
-        meta.save(out / "model.json")
-        raise KwsError(f"{'validation' if val_batches else 'training'} loss was never finite in {args.epochs} "
-                       "epoch(s): no checkpoint written; try a lower --lr", exit_code=1)
+    try:
+        _write_history()
+        if not checkpoint.best_epoch:
+            meta = meta.replace(training=_training_summary("failed"))
+            meta.save(out / "model.json")
+            raise KwsError(f"{'validation' if val_batches else 'training'} loss was never finite in {args.epochs} "
+                           "epoch(s): no checkpoint written; try a lower --lr", exit_code=1)
 
-    # -- evaluate the best checkpoint --------------------------------------------------------
-    from kws.train.report import format_report, plot_confusion
+        # -- evaluate the best checkpoint --------------------------------------------------------
+        from kws.train.report import format_report, plot_confusion
 
-    eval_split, eval_idx = ("test", split.test) if len(split.test) else ("validation", split.val)
-    if not len(eval_idx):
-        meta = meta.replace(training=_training_summary("finished"))
+        eval_split, eval_idx = ("test", split.test) if len(split.test) else ("validation", split.val)
+        if not len(eval_idx):
+            meta = meta.replace(training=_training_summary("finished"))
+            meta.save(out / "model.json")
+            print(f"last checkpoint: epoch {checkpoint.best_epoch} (loss {checkpoint.best:.4f}); trained on "
+                  f"{' + '.join(trained_on)}, nothing held out: not evaluated (no eval.json)")
+            print(f"wrote {out}/: {', '.join(n for n in OUTPUT_FILES if (out / n).exists())}")
+            return 0
+        if eval_split != "test":
+            logger.warning("no test split (--test-fraction 0): evaluating on the validation split")
+        best = keras.models.load_model(out / "model.keras", compile=False)
+        report = evaluate_checkpoint(best, EvalBatches(ds, eval_idx, features=features, batch_size=64),
+                                     ds.label_names)
+        report = {"split": eval_split, "checkpoint": {"epoch": checkpoint.best_epoch,
+                                                      "val_loss": checkpoint.best if val_batches else None},
+                  "model": args.model, "data": str(Path(args.data).resolve()), **report}
+        write_json(report, out / "eval.json")
+        plot_confusion(report["confusion"], ds.label_names, out / "confusion.png",
+                       title=f"{args.model}: {eval_split} accuracy {100 * (report['accuracy'] or 0):.1f}%")
+        meta = meta.replace(training=_training_summary("finished"),
+                            evaluation={"split": eval_split, "n": report["n"], "accuracy": report["accuracy"],
+                                        "balanced_accuracy": report["balanced_accuracy"], "loss": report["loss"]})
         meta.save(out / "model.json")
-        print(f"last checkpoint: epoch {checkpoint.best_epoch} (loss {checkpoint.best:.4f}); trained on "
-              f"{' + '.join(trained_on)}, nothing held out: not evaluated (no eval.json)")
+        print(format_report(report))
+        print(f"{checkpoint.keep} checkpoint: epoch {checkpoint.best_epoch} "
+              f"({checkpoint.monitor} {checkpoint.best:.4f}); "
+              f"{eval_split} accuracy {100 * report['accuracy']:.2f}% on {report['n']} clips")
         print(f"wrote {out}/: {', '.join(n for n in OUTPUT_FILES if (out / n).exists())}")
         return 0
-    if eval_split != "test":
-        logger.warning("no test split (--test-fraction 0): evaluating on the validation split")
-    best = keras.models.load_model(out / "model.keras", compile=False)
-    report = evaluate_checkpoint(best, EvalBatches(ds, eval_idx, features=features, batch_size=64),
-                                 ds.label_names)
-    report = {"split": eval_split, "checkpoint": {"epoch": checkpoint.best_epoch,
-                                                  "val_loss": checkpoint.best if val_batches else None},
-              "model": args.model, "data": str(Path(args.data).resolve()), **report}
-    write_json(report, out / "eval.json")
-    plot_confusion(report["confusion"], ds.label_names, out / "confusion.png",
-                   title=f"{args.model}: {eval_split} accuracy {100 * (report['accuracy'] or 0):.1f}%")
-    meta = meta.replace(training=_training_summary("finished"),
-                        evaluation={"split": eval_split, "n": report["n"], "accuracy": report["accuracy"],
-                                    "balanced_accuracy": report["balanced_accuracy"], "loss": report["loss"]})
-    meta.save(out / "model.json")
-    print(format_report(report))
-    print(f"{checkpoint.keep} checkpoint: epoch {checkpoint.best_epoch} "
-          f"({checkpoint.monitor} {checkpoint.best:.4f}); "
-          f"{eval_split} accuracy {100 * report['accuracy']:.2f}% on {report['n']} clips")
-    print(f"wrote {out}/: {', '.join(n for n in OUTPUT_FILES if (out / n).exists())}")
-    return 0
+
+    except KwsError:
+        raise
+    except Exception:
+        _mark_failed()
+        raise
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -53,7 +53,7 @@ from kws.runtime.errors import DataError, KwsError
 from kws.runtime.labels import KEYWORDS, SEED_LABELS, SILENCE, UNKNOWN
 from kws.runtime.resample import resample, resample_poly
 from kws.runtime.scoring import TRUTH_FORMAT
-from kws.train.streams import check_distinct, check_output, check_seed, write_atomically
+from kws.runtime.fileio import check_distinct, check_output, check_seed, npz_writer, write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -721,16 +721,8 @@ def _output_paths(out: str | Path | None, stream: str | Path | None, truth: str 
         raise DataError(f"--noise {noise_npz}: file not found (expected an npz with silence clips)")
     check_distinct(paths, {"--noise": Path(noise_npz) if noise_npz is not None else None})
     for flag, path in paths.items():
-        check_output(path, flag=flag, suffix=_SUFFIXES[flag], force=force)
-        folder = next(f for f in (path.parent, *path.parent.parents) if f.exists() or f == f.parent)
-        if not folder.is_dir():
-            raise DataError(f"{flag} {path}: {folder} is not a folder")
+        check_output(path, flag=flag, suffix=_SUFFIXES[flag], force=force, make_folder=True)
     return paths
-
-
-def _write_npz(path: Path, data: dict[str, np.ndarray]) -> None:
-    with open(path, "wb") as fh:  # np.savez on a path would append .npz to other suffixes
-        np.savez(fh, **data)
 
 
 def generate(*, out: str | Path | None = None, stream: str | Path | None = None, truth: str | Path | None = None,
@@ -763,7 +755,7 @@ def generate(*, out: str | Path | None = None, stream: str | Path | None = None,
     if "--out" in paths:
         data = demo_dataset(train_v, clips_per_label=clips_per_label, seed=seed, noise_npz=noise_npz, jobs=jobs,
                             progress=progress, allow_pickle=allow_pickle)
-        writers.append((paths["--out"], lambda tmp: _write_npz(tmp, data)))
+        writers.append((paths["--out"], npz_writer(data)))
         result.npz, result.n_clips = paths["--out"], len(data["wav_vals"])
     if "--stream" in paths:
         audio, tr = demo_stream(stream_v, seconds=stream_seconds, seed=seed + 1, noise_npz=noise_npz, jobs=jobs,

@@ -81,7 +81,9 @@ MB = 1e6
 # ----------------------------------------------------------------------------------------
 def _parse_list(text: str, *, name: str, kind: type) -> list:
     """``"1,2,4"`` -> ``[1, 2, 4]``; a bad item names the flag and what was expected."""
-    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    items = [t.strip() for t in str(text).split(",")]
+    if "" in items:
+        items = []   # an empty entry ("250,,100") is a typo, not a list of two
     try:
         values = [kind(t) for t in items]
     except ValueError:

@@ -111,8 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_sweep(text: str | None) -> tuple[float, ...]:
     if text is None:
         return DEFAULT_SWEEP
+    items = text.replace(" ", "").split(",")
+    if "" in items:
+        raise KwsError(f"--sweep {text!r}: an empty entry; expected comma-separated thresholds like 0.5,0.7,0.9")
     try:
-        values = tuple(float(x) for x in text.replace(" ", "").split(",") if x)
+        values = tuple(float(x) for x in items)
     except ValueError:
         raise KwsError(f"--sweep {text!r}: expected comma-separated thresholds like 0.5,0.7,0.9") from None
     if not values or not all(0.0 <= v <= 1.0 for v in values):
@@ -146,6 +149,10 @@ class StreamRun:
 
 
 def _truth_paths(wavs: Sequence[str], truths: Sequence[str] | None) -> list[tuple[Path, Path]]:
+    repeated = sorted({w for w in wavs if list(wavs).count(w) > 1})
+    if repeated:
+        raise KwsError(f"--wav {repeated[0]} given more than once: pooling a stream twice counts its keywords and "
+                       "false accepts twice; give each stream once")
     if truths and len(truths) != len(wavs):
         raise KwsError(f"{len(wavs)} --wav but {len(truths)} --truth: give one truth file per stream "
                        "(or none, for STREAM.json beside each)")
@@ -398,6 +405,8 @@ def check_calibrate_json(path: Path, evaluated) -> None:
     from the evaluated model's ``ModelMeta`` (a threshold only carries over within one recipe)."""
     from kws.runtime.meta import ModelMeta
 
+    if path.is_dir():
+        raise KwsError(f"--calibrate-json {path}: is a directory; expected a model's JSON file")
     if not path.is_file():
         raise KwsError(f"--calibrate-json {path}: file not found (expected a model's JSON)")
     target = ModelMeta.load(path)

@@ -158,6 +158,9 @@ def truth_from_dict(data: Any, *, source: str = "truth JSON") -> Truth:
     """Validate a truth mapping; a :class:`DataError` names the bad key and what was expected."""
     if not isinstance(data, Mapping):
         raise DataError(f"{source}: expected a JSON object, got {type(data).__name__}")
+    fmt = data.get("format", TRUTH_FORMAT)   # files without one predate the field
+    if fmt != TRUTH_FORMAT:
+        raise DataError(f"{source}: format {fmt!r}; expected {TRUTH_FORMAT!r} (a truth file from kws-data stream)")
     rate = data.get("sample_rate_hz")
     if isinstance(rate, bool) or not isinstance(rate, int) or rate <= 0:
         raise DataError(f"{source}: 'sample_rate_hz' must be a positive integer, got {rate!r}")

@@ -306,7 +306,7 @@ def test_bad_flags(tiny_models, tmp_path, capsys):
     assert rc == 2 and "--budget-s inf: expected a finite number of seconds" in err
     rc, err = _run_err(capsys, [*FAST, "--model", model, "--threads", "1,100000"])
     assert rc == 2 and "expected thread counts of at most 256" in err
-    for bad in ("nan", "inf", "250,nan"):
+    for bad in ("nan", "inf", "250,nan", "250,,100"):
         rc, err = _run_err(capsys, [*FAST, "--model", model, "--hop-ms", bad])
         assert rc == 2 and f"--hop-ms '{bad}': expected comma-separated positive numbers" in err
     rc, err = _run_err(capsys, [*FAST, "--model", model, "--compare", "other"])

@@ -307,9 +307,14 @@ def test_other_bad_inputs(tiny_models, streams_dir, tmp_path, capsys):  # noqa: 
     model, wav = tiny_models["float"], streams_dir / "kw.wav"
     assert "WAV file not found" in _bad(capsys, "--model", model, "--wav", tmp_path / "gone.wav", "--truth",
                                         streams_dir / "kw.json")
-    assert "2 --wav but 1 --truth" in _bad(capsys, "--model", model, "--wav", wav, "--wav", wav, "--truth",
+    assert "2 --wav but 1 --truth" in _bad(capsys, "--model", model, "--wav", wav, "--wav",
+                                           streams_dir / "kw_negatives.wav", "--truth",
                                            streams_dir / "kw.json")
     assert "--sweep 'a,b': expected comma-separated" in _bad(capsys, "--model", model, "--wav", wav, "--sweep", "a,b")
+    assert "--sweep '0.5,,0.6': an empty entry" in _bad(capsys, "--model", model, "--wav", wav, "--sweep", "0.5,,0.6")
+    assert "given more than once" in _bad(capsys, "--model", model, "--wav", wav, "--wav", wav)
+    assert "--calibrate-json .: is a directory" in _bad(capsys, "--model", model, "--wav", wav, "--calibrate",
+                                                        "--calibrate-json", ".")
     assert "--sweep '0.5,1.5': expected thresholds in [0, 1]" in _bad(capsys, "--model", model, "--wav", wav,
                                                                       "--sweep", "0.5,1.5")
     assert "--tolerance-s -1.0" in _bad(capsys, "--model", model, "--wav", wav, "--tolerance-s", "-1")

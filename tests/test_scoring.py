@@ -234,6 +234,8 @@ GOOD = {"sample_rate_hz": 8000, "duration_s": 10.0, "events": [{"label": "yes", 
      "unknown_events[0]: 'clip_index' must be a non-negative integer, got -3"),
     ({"events": [{"label": "yes", "start_s": 1, "end_s": 2, "clip_index": "12"}]},
      "events[0]: 'clip_index' must be a non-negative integer, got '12'"),
+    ({"format": "other/9"}, "format 'other/9'; expected 'kws-stream-truth/1'"),
+    ({"events": [{"label": "silence", "start_s": 1, "end_s": 2}]}, "label 'silence' is not a keyword"),
 ])
 def test_bad_truth_is_named(change, message):
     with pytest.raises(DataError, match=None) as info:

@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--sweep", metavar="P,P,...",
                        help="thresholds to sweep (default 0.05..0.85 by 0.05, then 0.90..0.99 by 0.01)")
     score.add_argument("--det-png", metavar="PATH.png", help="draw the DET curve here (needs matplotlib)")
+    score.add_argument("--force", action="store_true", help="replace an existing --det-png")
     score.add_argument("--calibrate", action="store_true",
                        help="write the chosen threshold into the model's JSON 'detection' section")
     score.add_argument("--calibrate-json", metavar="MODEL.json",
@@ -167,8 +168,9 @@ def default_truth_path(wav: Path) -> Path:
     return demo if not plain.exists() and demo.exists() else plain
 
 
-def check_png_path(path: Path, *, flag: str) -> None:
-    """Refuse, before any audio is read, a plot path that could not be written."""
+def check_png_path(path: Path, *, flag: str, force: bool = False) -> None:
+    """Refuse, before any audio is read, a plot path that could not (or, without ``force``, may not)
+    be written."""
     if path.suffix.lower() != ".png":
         raise KwsError(f"{flag} {path}: expected a .png path")
     if path.is_dir():
@@ -176,6 +178,8 @@ def check_png_path(path: Path, *, flag: str) -> None:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise KwsError(f"{flag} {path}: folder {parent} does not exist (make it first)")
+    if path.exists() and not force:
+        raise KwsError(f"{flag} {path}: exists; pass --force to overwrite it")
 
 
 def _check_wav(wav: Path, truth: Truth, truth_path: Path, model_rate_hz: int) -> None:
@@ -532,7 +536,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.calibrate_json is not None and not args.calibrate:
         raise KwsError(f"--calibrate-json {args.calibrate_json}: needs --calibrate")
     if args.det_png is not None:
-        check_png_path(Path(args.det_png), flag="--det-png")
+        check_png_path(Path(args.det_png), flag="--det-png", force=args.force)
 
     from kws.runtime.model import KwsModel, default_model_path
 
@@ -568,7 +572,11 @@ def _main(argv: Sequence[str] | None) -> int:
                            "measured by so little (kws-data stream --minutes 60 --pair gives 2 hours)",
                            60 * report["hours"])
     if args.calibrate and failed is None:
-        if chosen is None:
+        if chosen is not None and chosen.n_events and not chosen.hits:
+            failed = (f"--calibrate: at {chosen.threshold:.2f}, the lowest threshold that meets the target, the "
+                      "model detects no keyword at all; "
+                      f"{calibrate_json or model_path.with_suffix('.json')} left unchanged")
+        elif chosen is None:
             top = report["sweep"][-1]
             failed = (f"--calibrate: no swept threshold (up to {top['threshold']:.2f}, {top['fa_per_hour']:.2f} "
                       f"FA/hour) keeps false accepts at or under {args.target_fa_per_hour:g} per hour; "

@@ -336,6 +336,10 @@ def test_plot_and_wav_paths_checked_before_any_audio(tiny_models, streams_dir, t
     (tmp_path / "d.png").mkdir()
     assert "is a directory; expected a .png file name" in _bad(capsys, "--model", model, "--wav", wav,
                                                                "--det-png", tmp_path / "d.png")
+    (tmp_path / "old.png").write_bytes(b"mine")
+    assert "old.png: exists; pass --force to overwrite it" in _bad(capsys, "--model", model, "--wav", wav,
+                                                                   "--det-png", tmp_path / "old.png")
+    assert (tmp_path / "old.png").read_bytes() == b"mine"
     assert "--det-png .: expected a .png path" in _bad(capsys, "--model", model, "--wav", wav, "--det-png", "")
     (tmp_path / "dir.wav").mkdir()   # and no dir.json: the wav is named first
     assert "dir.wav: is a directory; expected a WAV file" in _bad(capsys, "--model", model, "--wav",
@@ -390,3 +394,12 @@ def test_calibrate_needs_scored_audio_and_truth_keywords_are_keywords(model_copy
 def test_a_json_that_is_not_text_is_named(model_copy, streams_dir, capsys):
     model_copy.with_suffix(".json").write_bytes(b"\xca\xfe\xba\xbe" * 8)
     assert "not a model JSON (not UTF-8 text)" in _bad(capsys, "--model", model_copy, "--wav", streams_dir / "kw.wav")
+
+
+def test_calibrate_refuses_a_threshold_that_detects_nothing(model_copy, streams_dir):
+    before = model_copy.with_suffix(".json").read_bytes()
+    code, report, err = run_json("--model", model_copy, "--wav", streams_dir / "kw.wav", "--threshold", "1",
+                                 "--sweep", "1", "--target-fa-per-hour", "1000", "--calibrate")
+    assert code == 1 and "the model detects no keyword at all" in err and "left unchanged" in err
+    assert report["chosen"]["threshold"] == 1.0 and report["chosen"]["hits"] == 0
+    assert model_copy.with_suffix(".json").read_bytes() == before

@@ -236,10 +236,11 @@ def test_registered_in_kws_data(synth_npz, tmp_path):
     (["--seed", "-1"], "--seed -1: expected an integer in [0, 2**32)"),
     (["--truth", "t.txt"], "--truth t.txt: expected a .json path"),
     (["--truth", ""], "--truth .: expected a .json path"),
-    (["--out", "nowhere/s.wav"], "--out nowhere/s.wav: folder nowhere does not exist"),
+    (["--out", "afile/s.wav"], "--out afile/s.wav: folder afile is not a directory"),
 ])
 def test_bad_arguments(synth_npz, tmp_path, argv, message, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("mine")
     base = {"--data": str(synth_npz), "--minutes": "1", "--out": "s.wav"}
     for i, a in enumerate(argv):
         if a in base and i + 1 < len(argv):
@@ -384,3 +385,12 @@ def test_object_labels_load_with_allow_pickle(synth_npz, tmp_path, capsys):
     assert "allow_pickle=True (--allow-pickle of kws-data inspect/stream/demo or kws-train)" in err
     assert main(["--allow-pickle", "stream", *base, "--out", str(tmp_path / "b.wav")]) == 0  # as the message says
     assert main(["stream", *base, "--out", str(tmp_path / "c.wav"), "--allow-pickle"]) == 0
+
+
+def test_a_missing_output_folder_is_made(synth_npz, tmp_path):
+    from kws.train.data_cli import main
+
+    out = tmp_path / "streams" / "new" / "x.wav"
+    assert main(["stream", "--data", str(synth_npz), "--minutes", "0.25", "--out", str(out), "--split", "all",
+                 "--negatives-only"]) == 0
+    assert out.is_file() and out.with_suffix(".json").is_file()

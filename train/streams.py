@@ -523,7 +523,7 @@ def _check_outputs(args: argparse.Namespace) -> dict[str, Path]:
                            "--model-json": Path(args.model_json) if getattr(args, "model_json", None) else None})
     for flag, path in paths.items():
         check_output(path, flag=flag, suffix=".json" if "truth" in flag else ".wav",
-                     force=getattr(args, "force", False))
+                     force=getattr(args, "force", False), make_folder=True)
     return paths
 
 
@@ -585,6 +585,11 @@ def run(args: argparse.Namespace) -> int:
         neg_settings = StreamSettings(**{**asdict(settings), "negatives_only": True, "seed": settings.seed + 1})
         negatives = build_stream(ds, indices, neg_settings, noise=noise, describe=describe)
         built.append((negatives, paths["--pair (stream)"], paths["--pair (truth)"]))
+    for folder in sorted({p.parent for p in paths.values()}):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DataError(f"cannot create folder {folder}: {exc.strerror or exc}") from None
     write_atomically([w for stream, o, t in built for w in _writers(stream, o, t)])
     for stream, o, t in built:
         _report(stream, o, t)

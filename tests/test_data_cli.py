@@ -388,6 +388,7 @@ def test_fetch_offline_says_where_to_put_the_file(capsys, tmp_path):
     assert code == 1 and out == ""
     assert err.startswith(f"kws-data: error: cannot reach {url} (")
     assert f"put it at {dest}" in err and err.count("\n") == 1
+    assert not (tmp_path / "d").exists()   # the folder made for the download is gone again
 
 
 @pytest.mark.parametrize("args, message", [

@@ -67,6 +67,13 @@ def check_name(name: str, *, what: str = "--name") -> str:
     return name
 
 
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove those of ``folders`` (deepest first) that this call made and that are still empty."""
+    for folder in folders:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
 def _check_dest(dest: Path) -> None:
     """Refuse a destination that is a directory, or whose nearest existing parent is not one (an
     existing file is fine: it is kept, or downloaded again with --force)."""
@@ -112,6 +119,7 @@ def fetch(url: str = SEED_URL, dest: str | Path | None = None, *, timeout_s: flo
     if dest.exists() and not force:
         logger.info("%s already exists (%d bytes); use --force to download it again", dest, dest.stat().st_size)
         return dest
+    created = [f for f in (dest.parent, *dest.parent.parents) if not f.exists()]  # deepest first
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -134,9 +142,11 @@ def fetch(url: str = SEED_URL, dest: str | Path | None = None, *, timeout_s: flo
             part.unlink()
             raise FetchError(f"{url}: the server refused to resume at byte {have} (HTTP 416); the partial file "
                              f"was removed, run kws-data fetch again") from None
+        _remove_empty(created)
         raise FetchError(f"{url}: HTTP {exc.code} {exc.reason}; {_by_hand(url, dest)}") from None
     except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
+        _remove_empty(created)
         raise FetchError(f"cannot reach {url} ({reason}); no network? {_by_hand(url, dest)}") from None
 
     with response:

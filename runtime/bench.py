@@ -836,10 +836,6 @@ def _main(argv: Sequence[str] | None) -> int:
     text = render(result)
     contents = [json.dumps(result, indent=2) + "\n"] + ([text + "\n"] if args.out else [])
     for path, content in zip(outputs, contents):
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise KwsError(f"{path}: cannot write the results ({exc.strerror})") from None
         write_text_atomic(path, content)
     logger.info("wrote %s", json_out)
     try:

@@ -170,16 +170,12 @@ def default_truth_path(wav: Path) -> Path:
 
 def check_png_path(path: Path, *, flag: str, force: bool = False) -> None:
     """Refuse, before any audio is read, a plot path that could not (or, without ``force``, may not)
-    be written."""
-    if path.suffix.lower() != ".png":
-        raise KwsError(f"{flag} {path}: expected a .png path")
-    if path.is_dir():
+    be written (:func:`kws.runtime.fileio.check_output`, which does not make the folder)."""
+    from kws.runtime.fileio import check_output
+
+    if path.suffix.lower() == ".png" and path.is_dir():
         raise KwsError(f"{flag} {path}: is a directory; expected a .png file name")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise KwsError(f"{flag} {path}: folder {parent} does not exist (make it first)")
-    if path.exists() and not force:
-        raise KwsError(f"{flag} {path}: exists; pass --force to overwrite it")
+    check_output(path, flag=flag, force=force, suffix=".png")
 
 
 def _check_wav(wav: Path, truth: Truth, truth_path: Path, model_rate_hz: int) -> None:
@@ -559,11 +555,12 @@ def _main(argv: Sequence[str] | None) -> int:
             logger.warning("%s", warning)
     chosen = internals["chosen"]
     failed = None
-    if not sum(s["windows_scored"] for s in report["streams"]):
+    scored = sum(s["windows_scored"] for s in report["streams"])
+    if not scored:
         logger.warning("the audio is shorter than one window (%.2f s): nothing was scored",
                        model.features.window_seconds)
     if args.calibrate:
-        if not sum(s["windows_scored"] for s in report["streams"]):
+        if not scored:
             failed = ("--calibrate: no window was scored (the audio is shorter than one window); "
                       f"{calibrate_json or model_path.with_suffix('.json')} left unchanged")
             chosen = None

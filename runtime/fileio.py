@@ -98,6 +98,19 @@ def check_distinct(outputs: Mapping[str, Path], inputs: Mapping[str, Path | None
         seen.append((flag, Path(path)))
 
 
+def missing_folders(folder: str | Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, deepest first."""
+    folder = Path(folder)
+    return [f for f in (folder, *folder.parents) if not f.exists()]
+
+
+def remove_empty_folders(folders: Sequence[Path]) -> None:
+    """Remove those of ``folders`` (deepest first) that exist and are empty: folders a failed run made."""
+    for folder in folders:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
 def temporary_path(path: Path) -> Path:
     """The hidden temporary file beside ``path`` that :func:`write_atomically` writes first."""
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -108,8 +121,8 @@ def write_atomically(writers: Sequence[tuple[Path, Callable[[Path], Any]]]) -> N
 
     Each ``(path, write)`` pair: ``write(tmp)`` writes a temporary file beside ``path`` (in the
     format ``path`` asks for: the temporary name has another suffix); when all have been written
-    they are renamed onto their paths. If a write fails, the temporary files are removed and the
-    paths are left as they were.
+    they are renamed onto their paths. Missing parent folders are made first. If a write fails, the
+    temporary files and the folders made for them are removed, and the paths are left as they were.
 
     Raises
     ------
@@ -117,10 +130,14 @@ def write_atomically(writers: Sequence[tuple[Path, Callable[[Path], Any]]]) -> N
         A file cannot be written (permissions, a full disk); names the file and the reason.
     """
     staged: list[tuple[Path, Path]] = []
+    made: list[Path] = []
     current = None
+    done = False
     try:
         for current, write in writers:
             current = Path(current)
+            made += [f for f in missing_folders(current.parent) if f not in made]
+            current.parent.mkdir(parents=True, exist_ok=True)
             tmp = temporary_path(current)
             staged.append((current, tmp))
             write(tmp)
@@ -128,12 +145,15 @@ def write_atomically(writers: Sequence[tuple[Path, Callable[[Path], Any]]]) -> N
                 os.chmod(tmp, stat.S_IMODE(current.stat().st_mode))
         for current, tmp in staged:
             os.replace(tmp, current)
+        done = True
     except OSError as exc:
         raise DataError(f"cannot write {current}: {exc.strerror or exc}") from None
     finally:
         for _, tmp in staged:
             if tmp.exists():
                 tmp.unlink()
+        if not done:
+            remove_empty_folders(sorted(made, key=lambda f: len(f.parts), reverse=True))
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
@@ -161,5 +181,6 @@ def save_npz(path: str | Path, arrays: Mapping[str, np.ndarray], *, compress: bo
     return path
 
 
-__all__ = ["MAX_SEED", "check_seed", "check_output", "check_distinct", "temporary_path", "write_atomically",
+__all__ = ["MAX_SEED", "check_seed", "check_output", "check_distinct", "missing_folders", "remove_empty_folders",
+           "temporary_path", "write_atomically",
            "write_text_atomic", "npz_writer", "save_npz"]

@@ -68,3 +68,15 @@ def test_save_npz_writes_exactly_the_path(tmp_path):
     assert path == tmp_path / "clips.data" and not (tmp_path / "clips.data.npz").exists()
     with np.load(path) as z:
         assert z["x"].tolist() == [0, 1, 2]
+
+
+def test_write_atomically_makes_missing_folders_and_removes_them_on_failure(tmp_path):
+    def fail(tmp):
+        raise OSError(28, "No space left on device")
+
+    target = tmp_path / "new" / "deep" / "x.json"
+    with pytest.raises(DataError, match="No space left"):
+        write_atomically([(tmp_path / "new" / "a.json", lambda tmp: tmp.write_text("a")), (target, fail)])
+    assert not (tmp_path / "new").exists()          # every folder this call made is gone again
+    write_text_atomic(target, "ok")
+    assert target.read_text() == "ok"

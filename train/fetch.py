@@ -21,7 +21,7 @@ import zipfile
 from pathlib import Path
 
 from kws.runtime.errors import EXIT_FAILURE, KwsError
-from kws.runtime.fileio import check_output
+from kws.runtime.fileio import check_output, missing_folders, remove_empty_folders
 
 logger = logging.getLogger(__name__)
 
@@ -65,13 +65,6 @@ def check_name(name: str, *, what: str = "--name") -> str:
     if not name or name in (".", "..") or any(sep in name for sep in seps) or "\0" in name:
         raise KwsError(f"{what} {name!r}: expected a plain file name (no folder, no '..')")
     return name
-
-
-def _remove_empty(folders: list[Path]) -> None:
-    """Remove those of ``folders`` (deepest first) that this call made and that are still empty."""
-    for folder in folders:
-        if folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
 
 
 def _check_dest(dest: Path) -> None:
@@ -119,7 +112,7 @@ def fetch(url: str = SEED_URL, dest: str | Path | None = None, *, timeout_s: flo
     if dest.exists() and not force:
         logger.info("%s already exists (%d bytes); use --force to download it again", dest, dest.stat().st_size)
         return dest
-    created = [f for f in (dest.parent, *dest.parent.parents) if not f.exists()]  # deepest first
+    created = missing_folders(dest.parent)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -142,11 +135,11 @@ def fetch(url: str = SEED_URL, dest: str | Path | None = None, *, timeout_s: flo
             part.unlink()
             raise FetchError(f"{url}: the server refused to resume at byte {have} (HTTP 416); the partial file "
                              f"was removed, run kws-data fetch again") from None
-        _remove_empty(created)
+        remove_empty_folders(created)
         raise FetchError(f"{url}: HTTP {exc.code} {exc.reason}; {_by_hand(url, dest)}") from None
     except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        _remove_empty(created)
+        remove_empty_folders(created)
         raise FetchError(f"cannot reach {url} ({reason}); no network? {_by_hand(url, dest)}") from None
 
     with response:

@@ -37,7 +37,7 @@ import numpy as np
 
 from kws.runtime.cli import configure_logging, run_main
 from kws.runtime.errors import DataError, KwsError
-from kws.runtime.fileio import check_seed, save_npz
+from kws.runtime.fileio import check_seed, missing_folders, remove_empty_folders, save_npz
 from kws.runtime.labels import SEED_LABELS
 
 logger = logging.getLogger(__name__)
@@ -137,7 +137,6 @@ def sample_npz(src: Path, dst: Path, *, clips_per_label: int, seed: int = 0) -> 
         arrays["speaker"] = np.asarray(ds.speaker)[idx]
     if ds.split is not None:
         arrays["split"] = np.asarray(ds.split)[idx]
-    dst.parent.mkdir(parents=True, exist_ok=True)
     save_npz(dst, arrays)
     return len(idx)
 
@@ -149,18 +148,6 @@ def check_data_file(path: Path, *, what: str = "--data") -> Path:
     if not path.is_file():
         raise DataError(f"{what} {path}: file not found (expected an npz like the seed's speech_wav_8000.npz)")
     return path
-
-
-def _missing_folders(folder: Path) -> list[Path]:
-    """``folder`` and those of its parents that do not exist yet, deepest first."""
-    return [f for f in (folder, *folder.parents) if not f.exists()]
-
-
-def _remove_empty_folders(folders: Sequence[Path]) -> None:
-    """Remove those of ``folders`` (deepest first) that exist and are empty."""
-    for f in folders:
-        if f.is_dir() and not any(f.iterdir()):
-            f.rmdir()
 
 
 def prepare_data(out: Path, preset: Preset, *, data: Path | None = None, use_seed: bool = True,
@@ -177,13 +164,13 @@ def prepare_data(out: Path, preset: Preset, *, data: Path | None = None, use_see
     if given is not None:
         check_data_file(Path(given))
     folder = out / "data"
-    made = _missing_folders(folder)
+    made = missing_folders(folder)
     folder.mkdir(parents=True, exist_ok=True)
     try:
         return _make_data(folder, preset, given=given, source="given npz" if data is not None else "seed npz",
                           use_tts=use_tts, seed=seed, tts_path=tts_path)
     except BaseException:
-        _remove_empty_folders(made)
+        remove_empty_folders(made)
         raise
 
 
@@ -378,7 +365,7 @@ def _main(argv: Sequence[str] | None) -> int:
     preset = replace(base, **overrides)
     out: Path = args.out
     _check_inputs(args)
-    made = _missing_folders(out)
+    made = missing_folders(out)
     _prepare_out(out, args.force)
     t_start = time.perf_counter()
     summary: dict[str, Any] = {"preset": "quick" if args.quick else "default", "settings": vars(preset),
@@ -390,7 +377,7 @@ def _main(argv: Sequence[str] | None) -> int:
         choice = prepare_data(out, preset, data=args.data, use_seed=not args.no_seed_data,
                               use_tts=not args.no_tts, seed=args.seed)
     except BaseException:
-        _remove_empty_folders(made)  # an --out this run made and left empty
+        remove_empty_folders(made)  # an --out this run made and left empty
         raise
     if choice.stream is None:
         choice.stream, choice.truth = committed_stream()

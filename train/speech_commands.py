@@ -151,23 +151,6 @@ def _cut_silence(noise_files: list[Path], n_clips: int, *, sample_rate_hz: int, 
     return out
 
 
-def _save(out: Path, arrays: dict[str, np.ndarray], *, compress: bool) -> None:
-    """Save atomically (:func:`kws.runtime.fileio.save_npz`), making a missing folder; a folder made
-    for a file that was not written is removed again."""
-    created = [f for f in (out.parent, *out.parent.parents) if not f.exists()]  # deepest first
-    saved = False
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        save_npz(out, arrays, compress=compress)
-        saved = True
-    except OSError as exc:
-        raise DataError(f"cannot write {out}: {exc.strerror or exc}") from None
-    finally:
-        for folder in created if not saved else ():
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
-
-
 def build_from_folder(root: str | Path, out: str | Path, *, keywords: tuple[str, ...] = KEYWORDS,
                       silence_clips: int | None = None, max_unknown: int | None = None, seed: int = 0,
                       sample_rate_hz: int = 8000, window_samples: int = 8000, dtype: str = "int16",
@@ -275,7 +258,7 @@ def build_from_folder(root: str | Path, out: str | Path, *, keywords: tuple[str,
     }
     if with_split:
         arrays["split"] = splits.astype(str)
-    _save(out, arrays, compress=compress)
+    save_npz(out, arrays, compress=compress)   # makes a missing folder; removes it again on failure
 
     uniq, cnt = np.unique(arrays["label_vals"], return_counts=True)
     split_counts = None

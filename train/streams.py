@@ -585,11 +585,6 @@ def run(args: argparse.Namespace) -> int:
         neg_settings = StreamSettings(**{**asdict(settings), "negatives_only": True, "seed": settings.seed + 1})
         negatives = build_stream(ds, indices, neg_settings, noise=noise, describe=describe)
         built.append((negatives, paths["--pair (stream)"], paths["--pair (truth)"]))
-    for folder in sorted({p.parent for p in paths.values()}):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise DataError(f"cannot create folder {folder}: {exc.strerror or exc}") from None
     write_atomically([w for stream, o, t in built for w in _writers(stream, o, t)])
     for stream, o, t in built:
         _report(stream, o, t)

@@ -38,6 +38,7 @@ import numpy as np
 
 from kws.runtime.cli import configure_logging, run_main
 from kws.runtime.errors import EXIT_INTERRUPTED, KwsError
+from kws.runtime.fileio import check_seed
 from kws.runtime.meta import ModelMeta
 from kws.train.augment import BALANCE_MODES, AugmentConfig
 from kws.train.data import TRAIN_ON
@@ -220,8 +221,8 @@ def _check_args(args: argparse.Namespace) -> None:
         if value < 1:
             raise KwsError(f"--{name.replace('_', '-')} {value}: expected a positive integer")
     for flag, value in (("--seed", args.seed), ("--split-seed", args.split_seed)):
-        if value is not None and not 0 <= value < 2**32:
-            raise KwsError(f"{flag} {value}: expected an integer in [0, 2**32)")
+        if value is not None:
+            check_seed(value, flag=flag)
     if not (args.lr > 0 and math.isfinite(args.lr)):
         raise KwsError(f"--lr {args.lr}: expected a positive number")
     if not 0.0 <= args.label_smoothing < 1.0:

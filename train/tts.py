@@ -765,11 +765,6 @@ def generate(*, out: str | Path | None = None, stream: str | Path | None = None,
                     (paths["--truth"], lambda tmp: tmp.write_text(text))]
         result.stream, result.truth = paths["--stream"], paths["--truth"]
         result.n_events, result.n_unknown_events = len(tr["events"]), len(tr["unknown_events"])
-    for target, _ in writers:
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise DataError(f"cannot create folder {target.parent}: {exc.strerror or exc}") from None
     write_atomically(writers)
     if result.npz is not None:
         logger.info("wrote %s: %d clips, %d speakers (%s)", result.npz, result.n_clips, len(train_v),

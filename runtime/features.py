@@ -232,7 +232,38 @@ def compute_features(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
                        f"(batch, window_samples) with window_samples={config.window_samples}")
     if config.kind == "waveform":
         return x[..., None].copy()
-    spec = stft_magnitude(x, n_fft=config.n_fft, hop_samples=config.hop)
+    return magnitude_to_features(stft_magnitude(x, n_fft=config.n_fft, hop_samples=config.hop), config)
+
+
+def magnitude_to_features(spec: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """The second half of :func:`compute_features`: mel bands and log on a magnitude STFT.
+
+    Training uses it to change the spectrum between the two halves (vocal-tract-length
+    perturbation, :mod:`kws.train.augment`) and still share every other step with the runtime.
+
+    Parameters
+    ----------
+    spec : np.ndarray, float32, shape (..., n_fft // 2 + 1, frames)
+        What :func:`stft_magnitude` returns for ``config``.
+    config : FeatureConfig
+        A spectrogram config (``kind`` ``"stft"``).
+
+    Returns
+    -------
+    np.ndarray, float32, shape (..., *config.input_shape)
+
+    Raises
+    ------
+    KwsError
+        If ``config`` is a waveform config or ``spec`` has the wrong number of bins.
+    """
+    if config.kind == "waveform":
+        raise KwsError("a waveform feature config has no spectrum: expected kind 'stft'")
+    spec = np.asarray(spec, dtype=np.float32)
+    n_bins = config.n_fft // 2 + 1
+    if spec.ndim < 2 or spec.shape[-2] != n_bins:
+        raise KwsError(f"magnitude spectrogram of shape {spec.shape}: expected (..., {n_bins}, frames) "
+                       f"for n_fft={config.n_fft}")
     if config.mel_bands:
         fb = mel_filterbank(sample_rate_hz=config.sample_rate_hz, n_fft=config.n_fft,
                             mel_bands=config.mel_bands, fmin_hz=config.fmin_hz,

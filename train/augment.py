@@ -23,6 +23,15 @@ Waveform stages, in order (each can be switched off in :class:`AugmentConfig`):
    (never validation/test) or from a folder of wavs (:meth:`NoiseBank.from_dir`).
 3. **gain**: multiply by a uniform random gain in ``+-gain_db`` dB; the result is clipped to [-1, 1].
 
+Spectrum stage (spectrogram inputs only; probability ``vtlp_prob``, off by default):
+vocal-tract-length perturbation (Jaitly and Hinton 2013, "Vocal Tract Length Perturbation (VTLP)
+improves speech recognition"): the clip's magnitude STFT is stretched along frequency by a uniform
+random factor in ``vtlp_range`` (above 1 = formants higher, as from a shorter vocal tract), linearly
+up to :data:`VTLP_BOUNDARY_FRACTION` of the Nyquist frequency and then squeezed so that Nyquist
+stays Nyquist (:func:`vtlp_warp`); timing is untouched. It runs between the two halves of the
+runtime's front-end (:func:`kws.runtime.features.stft_magnitude`, then
+:func:`kws.runtime.features.magnitude_to_features`), so no step of the front-end is copied.
+
 Feature stage (spectrogram inputs only): ``time_masks`` masks of up to ``time_mask_fraction`` of
 the frames and ``freq_masks`` masks of up to ``freq_mask_fraction`` of the bins, set to the
 example's mean feature value (SpecAugment, Park et al. 2019, without time warping).
@@ -44,10 +53,17 @@ from typing import Any, Sequence
 import numpy as np
 
 from kws.runtime.errors import DataError, KwsError
+from kws.runtime.features import FeatureConfig, compute_features, magnitude_to_features, stft_magnitude
 
 logger = logging.getLogger(__name__)
 
 BALANCE_MODES = ("sample", "weights", "none")
+
+#: Vocal-tract-length perturbation warps frequencies linearly up to this fraction of the Nyquist
+#: frequency and squeezes the rest into what is left. Jaitly and Hinton (2013) put the boundary at
+#: 4.8 kHz of 16 kHz audio, above the whole band of 8 kHz audio; 80% of 4 kHz (3.2 kHz) keeps the
+#: first three formants of most voices in the linear part.
+VTLP_BOUNDARY_FRACTION = 0.8
 
 
 @dataclass(frozen=True)
@@ -88,6 +104,11 @@ class AugmentConfig:
         Probability that a clip is speed-perturbed (0 = off).
     speed_range : (float, float)
         Range of the speed factor (> 0; above 1 = faster and higher).
+    vtlp_prob : float
+        Probability that a clip's spectrum is warped (vocal-tract-length perturbation; 0 = off;
+        spectrogram inputs only).
+    vtlp_range : (float, float)
+        Range of the warp factor (above 1 = formants higher).
     """
 
     time_shift_ms: float = 100.0
@@ -105,6 +126,8 @@ class AugmentConfig:
     stream_cut_fraction: float = 0.0
     speed_prob: float = 0.0
     speed_range: tuple[float, float] = (0.9, 1.1)
+    vtlp_prob: float = 0.0
+    vtlp_range: tuple[float, float] = (0.9, 1.1)
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.time_shift_ms) and self.time_shift_ms >= 0):
@@ -137,6 +160,12 @@ class AugmentConfig:
         lo, hi = self.speed_range
         if not (0.5 <= lo <= hi <= 2.0):
             raise KwsError(f"speed range {lo} {hi} (--speed-range): expected 0.5 <= MIN <= MAX <= 2")
+        if not 0.0 <= self.vtlp_prob <= 1.0:
+            raise KwsError(f"vocal-tract-length perturbation probability {self.vtlp_prob} (--vtlp): "
+                           "expected a number in [0, 1]")
+        lo, hi = self.vtlp_range
+        if not (0.5 <= lo <= hi <= 2.0):
+            raise KwsError(f"warp factor range {lo} {hi} (--vtlp-range): expected 0.5 <= MIN <= MAX <= 2")
 
     @classmethod
     def off(cls) -> "AugmentConfig":
@@ -158,6 +187,7 @@ class AugmentConfig:
         out = asdict(self)
         out["snr_db"] = list(self.snr_db)
         out["speed_range"] = list(self.speed_range)
+        out["vtlp_range"] = list(self.vtlp_range)
         return out
 
 
@@ -400,6 +430,79 @@ def stream_place(clip: np.ndarray, bed: np.ndarray, *, snr_db: float, rng: np.ra
     return out
 
 
+def vtlp_source_hz(freqs_hz: np.ndarray, alpha: float, *, nyquist_hz: float,
+                   boundary_fraction: float = VTLP_BOUNDARY_FRACTION) -> np.ndarray:
+    """Where the VTLP warp with factor ``alpha`` takes each output frequency from (Hz).
+
+    The warp (Jaitly and Hinton 2013) maps an input frequency ``f`` to ``alpha * f`` up to
+    ``f0 = boundary * min(alpha, 1) / alpha`` (``boundary = boundary_fraction * nyquist_hz``) and
+    from there linearly onto the rest of the band, so that 0 and Nyquist stay where they are and
+    the map is continuous and increasing. This is its inverse, evaluated at ``freqs_hz``.
+
+    Parameters
+    ----------
+    freqs_hz : float array, any shape, in [0, nyquist_hz]
+    alpha : float > 0
+
+    Returns
+    -------
+    float64 array, the shape of ``freqs_hz``
+    """
+    f = np.asarray(freqs_hz, dtype=np.float64)
+    scale = boundary_fraction * nyquist_hz * min(alpha, 1.0)   # where f0 lands
+    f0 = scale / alpha
+    upper = nyquist_hz - (nyquist_hz - f) * (nyquist_hz - f0) / (nyquist_hz - scale)
+    return np.where(f <= scale, f / alpha, upper)
+
+
+def vtlp_warp(spec: np.ndarray, alphas: np.ndarray, *, sample_rate_hz: int,
+              boundary_fraction: float = VTLP_BOUNDARY_FRACTION) -> np.ndarray:
+    """Vocal-tract-length perturbation of a batch of magnitude spectrograms.
+
+    Output bin ``k`` of row ``b`` is the row's spectrum at :func:`vtlp_source_hz` of bin ``k``'s
+    frequency, linearly interpolated between the two nearest bins, in every frame. A factor above 1
+    moves spectral peaks up (a tone at 1 kHz comes out at ``alpha`` kHz below the boundary); a
+    factor of exactly 1 returns the row unchanged.
+
+    Parameters
+    ----------
+    spec : float32 (batch, bins, frames)
+        Magnitude STFT rows (:func:`kws.runtime.features.stft_magnitude`), bins from 0 Hz to
+        Nyquist.
+    alphas : float (batch,), each in (0, inf)
+    sample_rate_hz : int
+
+    Returns
+    -------
+    float32 (batch, bins, frames), a new array
+
+    Raises
+    ------
+    KwsError
+        If ``alphas`` does not hold one finite factor > 0 per row.
+    """
+    spec = np.asarray(spec, dtype=np.float32)
+    alphas = np.asarray(alphas, dtype=np.float64)
+    if spec.ndim != 3:
+        raise KwsError(f"spectrogram batch of shape {spec.shape}: expected (batch, bins, frames)")
+    if alphas.shape != (spec.shape[0],):
+        raise KwsError(f"{alphas.size} warp factors for {spec.shape[0]} rows: expected one per row")
+    if not np.all(np.isfinite(alphas) & (alphas > 0)):
+        raise KwsError(f"warp factors {alphas[~(np.isfinite(alphas) & (alphas > 0))][:3]}: expected numbers > 0")
+    n_bins = spec.shape[1]
+    nyquist = sample_rate_hz / 2.0
+    bin_hz = np.linspace(0.0, nyquist, n_bins)
+    out = spec.copy()
+    for row in np.flatnonzero(alphas != 1.0):
+        pos = vtlp_source_hz(bin_hz, float(alphas[row]), nyquist_hz=nyquist,
+                             boundary_fraction=boundary_fraction) * ((n_bins - 1) / nyquist)
+        pos = np.clip(pos, 0.0, n_bins - 1)
+        lo = np.minimum(np.floor(pos).astype(np.int64), n_bins - 2)
+        frac = (pos - lo).astype(np.float32)[:, None]
+        out[row] = spec[row, lo] * (1.0 - frac) + spec[row, lo + 1] * frac
+    return out
+
+
 def spec_mask(features: np.ndarray, *, time_masks: int, freq_masks: int, time_mask_fraction: float,
               freq_mask_fraction: float, rng: np.random.Generator) -> np.ndarray:
     """SpecAugment time and frequency masks on a batch of spectrograms.
@@ -511,6 +614,30 @@ class Augmenter:
                 audio[row] = new
                 placed[row] = True
         return audio, placed
+
+    def front_end(self, audio: np.ndarray, config: FeatureConfig, rng: np.random.Generator) -> np.ndarray:
+        """The runtime's features of an (augmented) batch, with the spectrum stage in the middle.
+
+        Without vocal-tract-length perturbation (or for waveform inputs) this is exactly
+        :func:`kws.runtime.features.compute_features`, and ``rng`` is not drawn from.
+
+        Parameters
+        ----------
+        audio : float32 (batch, window_samples)
+        config : FeatureConfig
+
+        Returns
+        -------
+        float32 (batch, *config.input_shape)
+        """
+        cfg = self.config
+        if cfg.vtlp_prob <= 0 or config.kind == "waveform":
+            return compute_features(audio, config)
+        chosen = rng.random(len(audio)) < cfg.vtlp_prob
+        alphas = np.where(chosen, rng.uniform(cfg.vtlp_range[0], cfg.vtlp_range[1], len(audio)), 1.0)
+        spec = stft_magnitude(np.asarray(audio, dtype=np.float32), n_fft=config.n_fft, hop_samples=config.hop)
+        spec = vtlp_warp(spec, alphas, sample_rate_hz=config.sample_rate_hz)
+        return magnitude_to_features(spec, config)
 
     def features(self, features: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """SpecAugment masks for spectrogram batches (batch, bins, frames, 1); others unchanged."""

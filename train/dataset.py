@@ -171,9 +171,10 @@ class TrainBatches(keras.utils.PyDataset):
         labels = self.dataset.labels[idx]
         if self.augmenter is not None:
             audio = self.augmenter.waveforms(audio, labels, rng)
-        x = compute_features(audio, self.features)
         if self.augmenter is not None:
-            x = self.augmenter.features(x, rng)
+            x = self.augmenter.features(self.augmenter.front_end(audio, self.features, rng), rng)
+        else:
+            x = compute_features(audio, self.features)
         y = _one_hot(labels, self.n_classes)
         if self.teacher is not None:
             y = mix_targets(y, self.teacher(x), self.distill_weight)

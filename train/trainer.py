@@ -154,6 +154,12 @@ def _parser() -> argparse.ArgumentParser:
                         "random factor in --speed-range: more voices from few speakers (default 0 = off)")
     g.add_argument("--speed-range", type=float, nargs=2, default=(0.9, 1.1), metavar=("MIN", "MAX"),
                    help="range of the speed factor (default 0.9 1.1)")
+    g.add_argument("--vtlp", type=float, default=0.0, metavar="P",
+                   help="probability that a clip's spectrum is stretched along frequency by a random factor in "
+                        "--vtlp-range (vocal-tract-length perturbation: formants move, timing stays; "
+                        "spectrogram features only; default 0 = off)")
+    g.add_argument("--vtlp-range", type=float, nargs=2, default=(0.9, 1.1), metavar=("MIN", "MAX"),
+                   help="range of the warp factor, above 1 = formants higher (default 0.9 1.1)")
     g.add_argument("--extra-train", action="append", default=[], metavar="NPZ",
                    help="add this npz's clips to the training split only (repeatable), e.g. kws-data demo's "
                         "synthetic speech; validation and test stay the --data speakers. Refused if it shares "
@@ -208,6 +214,8 @@ def augment_config(args: argparse.Namespace) -> AugmentConfig:
         stream_cut_fraction=args.stream_cut,
         speed_prob=args.speed_perturb,
         speed_range=tuple(args.speed_range),
+        vtlp_prob=args.vtlp,
+        vtlp_range=tuple(args.vtlp_range),
     )
 
 
@@ -465,6 +473,9 @@ def _main(argv: Sequence[str] | None) -> int:
     if len(features.input_shape) != spec.rank + 1:
         raise KwsError(f"model {args.model} needs {'a waveform' if spec.rank == 1 else 'a spectrogram'} input; "
                        f"--features {preset} gives shape {features.input_shape}; use --features {spec.features}")
+    if aug.vtlp_prob > 0 and features.kind == "waveform":
+        raise KwsError(f"--vtlp {args.vtlp} warps a spectrum; --features {preset} has none (use a spectrogram "
+                       "model, or drop --vtlp)")
     split_seed = args.seed if args.split_seed is None else args.split_seed
     split = split_dataset(ds, seed=split_seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction)
     if len(split.train) == 0 or len(split.val) == 0:

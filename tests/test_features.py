@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from kws.runtime.errors import KwsError
-from kws.runtime.features import FeatureConfig, compute_features, mel_filterbank, stft_magnitude
+from kws.runtime.features import (FeatureConfig, compute_features, magnitude_to_features, mel_filterbank,
+                                  stft_magnitude)
 
 librosa = pytest.importorskip("librosa")
 
@@ -67,6 +68,22 @@ def test_waveform_features_and_shapes():
     assert cfg.input_shape == (8000, 1)
     assert compute_features(_clips(2), cfg).shape == (2, 8000, 1)
     assert FeatureConfig().input_shape == (130, 126, 1)
+
+
+@pytest.mark.parametrize("cfg", [FeatureConfig(), FeatureConfig(mel_bands=40, log=True, log_floor=1e-3)])
+def test_features_are_the_magnitude_stft_then_magnitude_to_features(cfg):
+    """compute_features is exactly its two halves (training warps the spectrum between them)."""
+    clips = _clips()
+    spec = stft_magnitude(clips, n_fft=cfg.n_fft, hop_samples=cfg.hop)
+    np.testing.assert_array_equal(magnitude_to_features(spec, cfg), compute_features(clips, cfg))
+    np.testing.assert_array_equal(magnitude_to_features(spec[1], cfg), compute_features(clips[1], cfg))
+
+
+def test_magnitude_to_features_refuses_what_is_not_its_spectrum():
+    with pytest.raises(KwsError, match=r"magnitude spectrogram of shape \(2, 129, 126\): expected \(..., 130, frames\)"):
+        magnitude_to_features(np.zeros((2, 129, 126), np.float32), FeatureConfig())
+    with pytest.raises(KwsError, match="a waveform feature config has no spectrum"):
+        magnitude_to_features(np.zeros((130, 126), np.float32), FeatureConfig(kind="waveform"))
 
 
 def test_bad_window_length_is_a_clear_error():

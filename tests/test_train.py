@@ -14,7 +14,7 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from kws.runtime.errors import DataError, KwsError  # noqa: E402
-from kws.runtime.features import FeatureConfig, compute_features  # noqa: E402
+from kws.runtime.features import FeatureConfig, compute_features, stft_magnitude  # noqa: E402
 from kws.runtime.meta import ModelMeta  # noqa: E402
 from kws.train import augment as aug  # noqa: E402
 
@@ -219,10 +219,87 @@ def test_augmenter_speed_is_seeded_and_never_writes_its_input():
     np.testing.assert_array_equal(clips, before)
 
 
+def test_vtlp_source_is_the_inverse_of_the_papers_warp():
+    """Jaitly and Hinton's forward map, written out directly, against vtlp_source_hz."""
+    nyq, boundary = 4000.0, aug.VTLP_BOUNDARY_FRACTION * 4000.0
+    f = np.linspace(0, nyq, 401)
+    for alpha in (0.8, 0.9, 1.0, 1.1, 1.25):
+        f0 = boundary * min(alpha, 1) / alpha
+        forward = np.where(f <= f0, alpha * f,
+                           nyq - (nyq - boundary * min(alpha, 1)) / (nyq - f0) * (nyq - f))
+        assert np.all(np.diff(forward) > 0)                                 # increasing
+        np.testing.assert_allclose(aug.vtlp_source_hz(forward, alpha, nyquist_hz=nyq), f, atol=1e-9)
+    # 0 and Nyquist stay; below the boundary a frequency comes from f / alpha
+    assert aug.vtlp_source_hz(np.array([0.0, nyq]), 1.1, nyquist_hz=nyq) == pytest.approx([0.0, nyq])
+    assert aug.vtlp_source_hz(np.array([1100.0]), 1.1, nyquist_hz=nyq)[0] == pytest.approx(1000.0)
+
+
+def test_vtlp_warp_moves_formants_not_timing():
+    sr = 8000
+    t = np.arange(sr) / sr
+    tones = np.stack([np.sin(2 * np.pi * 1000 * t), np.sin(2 * np.pi * 1000 * t),
+                      np.sin(2 * np.pi * 1000 * t) * (t < 0.5)]).astype(np.float32)
+    spec = stft_magnitude(tones, n_fft=258)
+    out = aug.vtlp_warp(spec, np.array([1.1, 0.9, 1.0]), sample_rate_hz=sr)
+    assert out.dtype == np.float32 and out.shape == spec.shape and not np.shares_memory(out, spec)
+    bin_hz = sr / 2 / (spec.shape[1] - 1)
+    assert out[0, :, 60].argmax() * bin_hz == pytest.approx(1100, abs=bin_hz)   # up by alpha
+    assert out[1, :, 60].argmax() * bin_hz == pytest.approx(900, abs=bin_hz)    # down
+    np.testing.assert_array_equal(out[2], spec[2])                              # alpha 1: untouched
+    # timing stays: a warped tone that stops at 0.5 s still stops there
+    half = aug.vtlp_warp(spec[2:], np.array([1.1]), sample_rate_hz=sr)[0]
+    energy = half.sum(axis=0)
+    assert energy[:55].min() > 100 * energy[72:].max()
+
+
+def test_vtlp_warp_matches_a_direct_reference():
+    """Every frame against numpy's own linear interpolation at the source frequencies."""
+    spec = np.abs(_rng(4).standard_normal((2, 130, 7))).astype(np.float32)
+    alphas = np.array([0.93, 1.08])
+    out = aug.vtlp_warp(spec, alphas, sample_rate_hz=8000)
+    bin_hz = np.linspace(0, 4000, 130)
+    for row, alpha in enumerate(alphas):
+        source = aug.vtlp_source_hz(bin_hz, alpha, nyquist_hz=4000.0)
+        for frame in range(7):
+            want = np.interp(source, bin_hz, spec[row, :, frame])
+            np.testing.assert_allclose(out[row, :, frame], want, rtol=1e-5, atol=1e-6)
+
+
+def test_vtlp_warp_bad_factors():
+    spec = np.ones((2, 130, 5), np.float32)
+    with pytest.raises(KwsError, match="expected numbers > 0"):
+        aug.vtlp_warp(spec, np.array([1.0, -1.0]), sample_rate_hz=8000)
+    with pytest.raises(KwsError, match="3 warp factors for 2 rows"):
+        aug.vtlp_warp(spec, np.ones(3), sample_rate_hz=8000)
+    with pytest.raises(KwsError, match=r"shape \(130, 5\): expected \(batch, bins, frames\)"):
+        aug.vtlp_warp(spec[0], np.ones(1), sample_rate_hz=8000)
+
+
+def test_augmenter_front_end_is_the_runtime_front_end_until_vtlp():
+    clips = np.stack([_word_clip(1500 + 300 * i, 2000, 0.3) for i in range(6)])
+    before = clips.copy()
+    logmel = FeatureConfig(mel_bands=40, log=True, log_floor=1e-3)
+    plain = aug.Augmenter(aug.AugmentConfig(), sample_rate_hz=8000)
+    rng = _rng(2)
+    np.testing.assert_array_equal(plain.front_end(clips, logmel, rng), compute_features(clips, logmel))
+    assert rng.random() == _rng(2).random()          # and drew nothing: other runs' batches stay as they were
+    warped = aug.Augmenter(aug.AugmentConfig(vtlp_prob=0.5, vtlp_range=(0.8, 1.2)), sample_rate_hz=8000)
+    a = warped.front_end(clips, logmel, _rng(3))
+    np.testing.assert_array_equal(a, warped.front_end(clips, logmel, _rng(3)))   # seeded
+    np.testing.assert_array_equal(clips, before)
+    same = [np.array_equal(a[i], compute_features(clips[i], logmel)) for i in range(6)]
+    assert 0 < sum(same) < 6        # about half the rows warped, never all or none
+    wave = FeatureConfig(kind="waveform")   # nothing to warp: the waveform itself
+    np.testing.assert_array_equal(warped.front_end(clips, wave, _rng(3)), clips[..., None])
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"speed_prob": 1.5}, "speed perturbation probability 1.5 (--speed-perturb): expected a number in [0, 1]"),
     ({"speed_range": (1.2, 0.9)}, "speed range 1.2 0.9 (--speed-range): expected 0.5 <= MIN <= MAX <= 2"),
     ({"speed_range": (0.1, 1.0)}, "speed range 0.1 1.0 (--speed-range)"),
+    ({"vtlp_prob": -0.5}, "vocal-tract-length perturbation probability -0.5 (--vtlp): expected a number in [0, 1]"),
+    ({"vtlp_range": (1.1, 0.9)}, "warp factor range 1.1 0.9 (--vtlp-range): expected 0.5 <= MIN <= MAX <= 2"),
+    ({"vtlp_range": (0.9, 3.0)}, "warp factor range 0.9 3.0 (--vtlp-range)"),
 ])
 def test_speed_config_errors(kwargs, message):
     with pytest.raises(KwsError) as info:
@@ -518,6 +595,19 @@ def test_kws_train_seed_is_reproducible_and_force_overwrites(tmp_path, synth_npz
         assert first[key] == second[key], key
 
 
+def test_kws_train_vtlp_is_recorded_and_reproducible(tmp_path, synth_npz, capsys):
+    args = ["--data", synth_npz, "--model", "dscnn", "--width", 8, "--depth", 2, "--epochs", 1,
+            "--steps-per-epoch", 2, "--batch-size", 8, "--seed", 3, "--vtlp", 1, "--vtlp-range", 0.85, 1.15]
+    histories = []
+    for name in ("a", "b"):
+        code, _, err = _train(capsys, *args, "--out", tmp_path / name)
+        assert code == 0, err
+        histories.append(json.loads((tmp_path / name / "history.json").read_text()))
+    assert histories[0]["loss"] == histories[1]["loss"]
+    augmentation = ModelMeta.load(tmp_path / "a" / "model.json").extra["training"]["augmentation"]
+    assert augmentation["vtlp_prob"] == 1.0 and augmentation["vtlp_range"] == [0.85, 1.15]
+
+
 def test_unknown_model_lists_valid_ones(tmp_path, synth_npz, capsys):
     out_dir = tmp_path / "never"
     code, out, err = _train(capsys, "--data", synth_npz, "--model", "transformer", "--out", out_dir)
@@ -646,6 +736,9 @@ def test_kws_train_extra_train_refuses_held_out_speakers(tmp_path, synth_npz, ca
     (["--data", "{synth}", "--model", "dscnn", "--speed-perturb", "-1"], "-1.0 (--speed-perturb): expected a number in [0, 1]"),
     (["--data", "{synth}", "--model", "dscnn", "--speed-perturb", "1", "--speed-range", "1.1", "0.9"],
      "speed range 1.1 0.9 (--speed-range): expected 0.5 <= MIN <= MAX <= 2"),
+    (["--data", "{synth}", "--model", "dscnn", "--vtlp", "2"], "2.0 (--vtlp): expected a number in [0, 1]"),
+    (["--data", "{synth}", "--model", "conv1d", "--vtlp", "0.5"],
+     "--vtlp 0.5 warps a spectrum; --features waveform has none"),
     (["--data", "{synth}", "--model", "dscnn", "--seed", "-1"], "--seed -1: expected an integer in [0, 2**32)"),
     (["--data", "{synth}", "--model", "dscnn", "--split-seed", "-3"], "--split-seed -3: expected an integer"),
     (["--data", "{synth}", "--model", "dscnn", "--snr-db", "nan", "1"], "(--snr-db): expected two finite numbers"),

@@ -137,8 +137,11 @@ def load_eval_npz(path: str | Path) -> EvalData:
         except ValueError as exc:  # object arrays need pickles
             raise DataError(f"{path}: cannot read without pickles ({exc}); store labels as a "
                             "str array, not object") from None
+    if wav.ndim == 3 and wav.shape[2] == 1:   # the seed tutorial's Conv1D input shape, as kws-train takes it
+        wav = wav.reshape(wav.shape[:2])
     if wav.ndim != 2 or wav.shape[0] == 0:
-        raise DataError(f"{path}: wav_vals has shape {wav.shape}; expected (N, window_samples)")
+        raise DataError(f"{path}: wav_vals has shape {wav.shape}; expected (N, window_samples) "
+                        "or (N, window_samples, 1)")
     if wav.dtype != np.int16 and wav.dtype not in (np.float32, np.float64):
         raise DataError(f"{path}: wav_vals dtype {wav.dtype}; expected int16 PCM or float32")
     if wav.dtype != np.int16:

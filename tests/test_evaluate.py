@@ -121,6 +121,11 @@ def test_int16_and_float32_npz_agree(models_dir, eval_npz, tmp_path, capsys):
     main(["--model", model, "--data", str(as_float), "--json"])
     b = json.loads(capsys.readouterr().out)
     assert a["confusion"] == b["confusion"]
+    # (N, 8000, 1), the seed tutorial's Conv1D input shape, reads as kws-train reads it
+    data["wav_vals"] = data["wav_vals"][..., None]
+    np.savez(tmp_path / "channel.npz", **data)
+    main(["--model", model, "--data", str(tmp_path / "channel.npz"), "--json"])
+    assert json.loads(capsys.readouterr().out)["confusion"] == a["confusion"]
 
 
 def test_default_model_is_the_shipped_one(models_dir, eval_npz, monkeypatch, capsys, tmp_path):
@@ -225,6 +230,9 @@ def test_bad_npz_files(models_dir, tmp_path, capsys):
     np.savez(tmp_path / "nan.npz", wav_vals=nan, label_vals=np.array([["yes"], ["no"], ["up"]]))
     rc, err = _run_err(["--model", model, "--data", str(tmp_path / "nan.npz")], capsys)
     assert rc == 2 and "1 clip(s) of wav_vals hold NaN or infinite samples (first: clip 1)" in err
+    np.savez(tmp_path / "stereo.npz", wav_vals=np.zeros((2, 8000, 2), np.float32), label_vals=np.array([["yes"], ["no"]]))
+    rc, err = _run_err(["--model", model, "--data", str(tmp_path / "stereo.npz")], capsys)
+    assert rc == 2 and "wav_vals has shape (2, 8000, 2); expected (N, window_samples) or (N, window_samples, 1)" in err
     loud = np.full((2, 8000), 3000.0, np.float32)
     np.savez(tmp_path / "loud.npz", wav_vals=loud, label_vals=np.array([["yes"], ["no"]]))
     rc, err = _run_err(["--model", model, "--data", str(tmp_path / "loud.npz")], capsys)

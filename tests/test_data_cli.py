@@ -189,7 +189,7 @@ def test_from_folder_without_lists_has_no_split(tmp_path, sc_tree):
 
 
 @pytest.mark.parametrize("setup,args,message", [
-    (None, ["nowhere"], "not a folder, expected an unpacked Speech Commands tree"),
+    (None, ["nowhere"], "not a directory; expected an unpacked Speech Commands tree"),
     ("empty", [], "no word folders with .wav files"),
     ("nonoise", ["--silence-clips", "3"], "no _background_noise_/*.wav to cut 3 silence clips from"),
     (None, ["--keywords", "yes,bed"], "keywords ['bed'] are not in the vocabulary"),

@@ -102,7 +102,7 @@ def _earlier_run(out: Path) -> list[Path]:
 
 @pytest.mark.parametrize("argv, message", [
     (["--data", "{tmp}/nonexist.npz"], "--data {tmp}/nonexist.npz: file not found"),
-    (["--data", "{tmp}"], "--data {tmp}: is a folder, expected an npz file"),
+    (["--data", "{tmp}"], "--data {tmp}: is a directory; expected an .npz file"),
     (["--data", "{out}/data/synth.npz"], "--data {out}/data/synth.npz: lies in {out}/data, which an earlier run "
                                          "wrote and --force removes"),
     (["--seed", "-1"], "--seed -1: expected an integer in [0, 2**32)"),
@@ -134,7 +134,7 @@ def test_out_that_is_a_file_is_one_line(tmp_path, capsys, no_data_step):
     ok.write_bytes(b"mine")
     assert qs.main(["--out", str(ok), "--no-seed-data", "--no-tts"]) == 2
     err = capsys.readouterr().err
-    assert f"--out {ok}: is a file, not a folder" in err and err.count("\n") == 1 and ok.read_bytes() == b"mine"
+    assert f"--out {ok}: is a file, not a directory" in err and err.count("\n") == 1 and ok.read_bytes() == b"mine"
 
 
 def test_a_failed_data_step_leaves_no_empty_folders(tmp_path, capsys):

@@ -232,7 +232,7 @@ def test_registered_in_kws_data(synth_npz, tmp_path):
     (["--level-spread-db", "-3"], "--level-spread-db -3.0: expected a number of dB in [0, 40]"),
     (["--out", "stream.mp3"], "--out stream.mp3: expected a .wav path"),
     (["--pair", "--negatives-only"], "--pair and --negatives-only: pick one"),
-    (["--noise-dir", "/nonexistent/noise"], "--noise-dir /nonexistent/noise: not a folder"),
+    (["--noise-dir", "/nonexistent/noise"], "--noise-dir /nonexistent/noise: not a directory"),
     (["--seed", "-1"], "--seed -1: expected an integer in [0, 2**32)"),
     (["--truth", "t.txt"], "--truth t.txt: expected a .json path"),
     (["--truth", ""], "--truth .: expected a .json path"),

@@ -716,7 +716,7 @@ def read_noise_wavs(folder: str | Path, *, sample_rate_hz: int) -> list[np.ndarr
 
     folder = Path(folder)
     if not folder.is_dir():
-        raise DataError(f"--noise-dir {folder}: not a folder of noise .wav files (not a directory)")
+        raise DataError(f"--noise-dir {folder}: not a directory of noise .wav files")
     paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() == ".wav" and p.is_file())
     if not paths:
         raise DataError(f"--noise-dir {folder}: no .wav files in it")

@@ -144,7 +144,7 @@ def sample_npz(src: Path, dst: Path, *, clips_per_label: int, seed: int = 0) -> 
 def check_data_file(path: Path, *, what: str = "--data") -> Path:
     """Refuse a data file that does not exist or is not a file (before anything is written)."""
     if path.is_dir():
-        raise DataError(f"{what} {path}: is a folder, expected an npz file like the seed's speech_wav_8000.npz")
+        raise DataError(f"{what} {path}: is a directory; expected an .npz file like the seed's speech_wav_8000.npz")
     if not path.is_file():
         raise DataError(f"{what} {path}: file not found (expected an npz like the seed's speech_wav_8000.npz)")
     return path
@@ -309,7 +309,7 @@ def _check_inputs(args: argparse.Namespace) -> None:
     check_seed(args.seed)
     out: Path = args.out
     if out.exists() and not out.is_dir():
-        raise KwsError(f"--out {out}: is a file, not a folder; expected a folder for the quickstart's results")
+        raise KwsError(f"--out {out}: is a file, not a directory; expected a directory for the quickstart's results")
     data, what = args.data, "--data"
     if data is None and not args.no_seed_data and seed_npz_path().is_file():
         data, what = seed_npz_path(), "the seed's npz"

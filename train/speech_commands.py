@@ -179,7 +179,7 @@ def build_from_folder(root: str | Path, out: str | Path, *, keywords: tuple[str,
 
     root, out = Path(root), Path(out)
     if not root.is_dir():
-        raise DataError(f"{root}: not a folder, expected an unpacked Speech Commands tree (one folder per word)")
+        raise DataError(f"{root}: not a directory; expected an unpacked Speech Commands tree (one folder per word)")
     bad = [k for k in keywords if k not in KEYWORDS]
     if bad:
         raise DataError(f"keywords {bad} are not in the vocabulary, expected some of {' '.join(KEYWORDS)}")

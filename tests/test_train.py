@@ -289,6 +289,11 @@ def test_augmenter_front_end_is_the_runtime_front_end_until_vtlp():
     np.testing.assert_array_equal(clips, before)
     same = [np.array_equal(a[i], compute_features(clips[i], logmel)) for i in range(6)]
     assert 0 < sum(same) < 6        # about half the rows warped, never all or none
+    stft = FeatureConfig()                  # the seed's STFT magnitude, no mel bands: warped too
+    plain_stft = compute_features(clips, stft)
+    warped_stft = warped.front_end(clips, stft, _rng(3))
+    assert warped_stft.shape == plain_stft.shape and 0 < sum(
+        np.array_equal(warped_stft[i], plain_stft[i]) for i in range(6)) < 6
     wave = FeatureConfig(kind="waveform")   # nothing to warp: the waveform itself
     np.testing.assert_array_equal(warped.front_end(clips, wave, _rng(3)), clips[..., None])
 

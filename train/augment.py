@@ -66,6 +66,17 @@ BALANCE_MODES = ("sample", "weights", "none")
 VTLP_BOUNDARY_FRACTION = 0.8
 
 
+def _check_probability(value: float, what: str, flag: str) -> None:
+    if not 0.0 <= value <= 1.0:   # NaN fails too
+        raise KwsError(f"{what} {value} ({flag}): expected a number in [0, 1]")
+
+
+def _check_factor_range(bounds: tuple[float, float], what: str, flag: str) -> None:
+    lo, hi = bounds
+    if not (0.5 <= lo <= hi <= 2.0):
+        raise KwsError(f"{what} {lo} {hi} ({flag}): expected 0.5 <= MIN <= MAX <= 2")
+
+
 @dataclass(frozen=True)
 class AugmentConfig:
     """Augmentation settings (all on by default; :meth:`off` turns everything off).
@@ -150,22 +161,13 @@ class AugmentConfig:
             raise KwsError(f"balance {self.balance!r}: expected one of {', '.join(BALANCE_MODES)}")
         if not 0.0 <= self.balance_power <= 1.0:
             raise KwsError(f"balance power {self.balance_power}: expected a number in [0, 1]")
-        if not 0.0 <= self.stream_prob <= 1.0:
-            raise KwsError(f"stream-style probability {self.stream_prob} (--stream-style): expected a number in [0, 1]")
+        _check_probability(self.stream_prob, "stream-style probability", "--stream-style")
         if not 0.0 <= self.stream_cut_fraction < 1.0:
             raise KwsError(f"stream cut fraction {self.stream_cut_fraction} (--stream-cut): expected a number in [0, 1)")
-        if not 0.0 <= self.speed_prob <= 1.0:
-            raise KwsError(f"speed perturbation probability {self.speed_prob} (--speed-perturb): "
-                           "expected a number in [0, 1]")
-        lo, hi = self.speed_range
-        if not (0.5 <= lo <= hi <= 2.0):
-            raise KwsError(f"speed range {lo} {hi} (--speed-range): expected 0.5 <= MIN <= MAX <= 2")
-        if not 0.0 <= self.vtlp_prob <= 1.0:
-            raise KwsError(f"vocal-tract-length perturbation probability {self.vtlp_prob} (--vtlp): "
-                           "expected a number in [0, 1]")
-        lo, hi = self.vtlp_range
-        if not (0.5 <= lo <= hi <= 2.0):
-            raise KwsError(f"warp factor range {lo} {hi} (--vtlp-range): expected 0.5 <= MIN <= MAX <= 2")
+        _check_probability(self.speed_prob, "speed perturbation probability", "--speed-perturb")
+        _check_factor_range(self.speed_range, "speed range", "--speed-range")
+        _check_probability(self.vtlp_prob, "vocal-tract-length perturbation probability", "--vtlp")
+        _check_factor_range(self.vtlp_range, "warp factor range", "--vtlp-range")
 
     @classmethod
     def off(cls) -> "AugmentConfig":

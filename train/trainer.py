@@ -196,9 +196,29 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+#: The flags that --no-augment switches off (what augment_config reads, and --noise-dir).
+NO_AUGMENT_OVERRIDES = ("no_time_shift", "time_shift_ms", "shift_keeps_speech", "stream_style", "stream_cut",
+                        "speed_perturb", "speed_range", "vtlp", "vtlp_range", "no_noise", "noise_prob", "snr_db",
+                        "noise_dir", "no_gain", "gain_db", "no_spec_augment", "time_masks", "freq_masks",
+                        "balance", "balance_power")
+
+
 def augment_config(args: argparse.Namespace) -> AugmentConfig:
-    """The :class:`AugmentConfig` the flags ask for."""
+    """The :class:`AugmentConfig` the flags ask for.
+
+    Raises
+    ------
+    KwsError
+        ``--no-augment`` together with a flag that sets an augmentation it switches off (which would
+        otherwise be dropped without a word).
+    """
     if args.no_augment:
+        defaults = _parser()
+        given = [f"--{dest.replace('_', '-')}" for dest in NO_AUGMENT_OVERRIDES
+                 if _as_list(getattr(args, dest)) != _as_list(defaults.get_default(dest))]
+        if given:
+            raise KwsError(f"--no-augment switches all augmentation and balancing off, but {' '.join(given)} "
+                           f"{'asks' if len(given) == 1 else 'ask'} for some; drop one or the other")
         return AugmentConfig.off()
     return AugmentConfig(
         time_shift_ms=0.0 if args.no_time_shift else args.time_shift_ms,
@@ -217,6 +237,10 @@ def augment_config(args: argparse.Namespace) -> AugmentConfig:
         vtlp_prob=args.vtlp,
         vtlp_range=tuple(args.vtlp_range),
     )
+
+
+def _as_list(value: Any) -> Any:
+    return list(value) if isinstance(value, (list, tuple)) else value
 
 
 def _check_args(args: argparse.Namespace) -> None:

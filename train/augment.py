@@ -3,6 +3,12 @@
 All of it is numpy and driven by a ``numpy.random.Generator`` the caller passes in, so a batch
 is reproducible from ``(seed, epoch, batch)`` (see :mod:`kws.train.dataset`).
 
+Relabelling stage, first (probability ``reverse_prob``, keyword clips only, off by default):
+the clip is played backwards and labelled ``unknown`` (:meth:`Augmenter.relabel`). It keeps the
+keyword's sounds, level and length and loses their order, so the net must hear the order to call
+a keyword; unknown words that share a keyword's sounds ("cat" and "yes") are the listener's false
+accepts.
+
 Waveform stages, in order (each can be switched off in :class:`AugmentConfig`):
 
 - **speed perturbation** (probability ``speed_prob``): play the clip faster or slower by a
@@ -120,6 +126,8 @@ class AugmentConfig:
         spectrogram inputs only).
     vtlp_range : (float, float)
         Range of the warp factor (above 1 = formants higher).
+    reverse_prob : float
+        Probability that a keyword clip is played backwards and labelled ``unknown`` (0 = off).
     """
 
     time_shift_ms: float = 100.0
@@ -139,6 +147,7 @@ class AugmentConfig:
     speed_range: tuple[float, float] = (0.9, 1.1)
     vtlp_prob: float = 0.0
     vtlp_range: tuple[float, float] = (0.9, 1.1)
+    reverse_prob: float = 0.0
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.time_shift_ms) and self.time_shift_ms >= 0):
@@ -168,6 +177,7 @@ class AugmentConfig:
         _check_factor_range(self.speed_range, "speed range", "--speed-range")
         _check_probability(self.vtlp_prob, "vocal-tract-length perturbation probability", "--vtlp")
         _check_factor_range(self.vtlp_range, "warp factor range", "--vtlp-range")
+        _check_probability(self.reverse_prob, "reversed-keyword probability", "--reversed-keywords")
 
     @classmethod
     def off(cls) -> "AugmentConfig":
@@ -545,17 +555,58 @@ class Augmenter:
         Without one, the noise stage is skipped (logged once).
     silence_label : int or None
         Class index of ``silence`` (those clips get level-relative noise).
+    unknown_label : int or None
+        Class index of ``unknown`` (where reversed keywords go); needed for ``reverse_prob`` > 0.
+
+    Raises
+    ------
+    KwsError
+        ``reverse_prob`` > 0 without an ``unknown`` class.
     """
 
     def __init__(self, config: AugmentConfig, *, sample_rate_hz: int, noise: NoiseBank | None = None,
-                 silence_label: int | None = None) -> None:
+                 silence_label: int | None = None, unknown_label: int | None = None) -> None:
         self.config = config
         self.sample_rate_hz = sample_rate_hz
         self.noise = noise
         self.silence_label = silence_label
+        self.unknown_label = unknown_label
+        if config.reverse_prob > 0 and unknown_label is None:
+            raise KwsError(f"reversed-keyword probability {config.reverse_prob}: reversed keywords are "
+                           "labelled 'unknown', and no unknown_label was given")
         if config.noise_prob > 0 and noise is None:
             logger.warning("background noise is on but there is no noise (no silence clips in the training "
                            "split and no --noise-dir); skipping it")
+
+    def relabel(self, audio: np.ndarray, labels: np.ndarray,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Keywords played backwards as ``unknown`` (``reverse_prob`` of the keyword rows).
+
+        Keywords are the rows whose label is neither ``unknown`` nor ``silence``. Without
+        ``reverse_prob`` the inputs come back as they are and ``rng`` is not drawn from.
+
+        Parameters
+        ----------
+        audio : float32 (batch, n_samples)
+        labels : int (batch,)
+
+        Returns
+        -------
+        (audio, labels): new arrays where a row was reversed; ``audio`` and ``labels`` are never
+        written.
+        """
+        if self.config.reverse_prob <= 0:
+            return audio, labels
+        labels = np.asarray(labels)
+        keyword = (labels != self.unknown_label) & (labels != (-1 if self.silence_label is None
+                                                                else self.silence_label))
+        rows = np.flatnonzero(keyword & (rng.random(len(labels)) < self.config.reverse_prob))
+        if not len(rows):
+            return audio, labels
+        audio, labels = np.array(audio, dtype=np.float32), labels.copy()
+        audio[rows] = audio[rows, ::-1]
+        labels[rows] = self.unknown_label
+        return audio, labels
 
     def waveforms(self, audio: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Speed, placement, time shift, noise and gain on float32 (batch, n_samples) audio.

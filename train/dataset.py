@@ -170,6 +170,7 @@ class TrainBatches(keras.utils.PyDataset):
         audio[sort] = self.dataset.audio(idx[sort])
         labels = self.dataset.labels[idx]
         if self.augmenter is not None:
+            audio, labels = self.augmenter.relabel(audio, labels, rng)
             audio = self.augmenter.waveforms(audio, labels, rng)
         if self.augmenter is not None:
             x = self.augmenter.features(self.augmenter.front_end(audio, self.features, rng), rng)

@@ -160,6 +160,9 @@ def _parser() -> argparse.ArgumentParser:
                         "spectrogram features only; default 0 = off)")
     g.add_argument("--vtlp-range", type=float, nargs=2, default=(0.9, 1.1), metavar=("MIN", "MAX"),
                    help="range of the warp factor, above 1 = formants higher (default 0.9 1.1)")
+    g.add_argument("--reversed-keywords", type=float, default=0.0, metavar="P",
+                   help="probability that a keyword clip is played backwards and labelled unknown: the same "
+                        "sounds in the wrong order, so the net must hear their order (default 0 = off)")
     g.add_argument("--extra-train", action="append", default=[], metavar="NPZ",
                    help="add this npz's clips to the training split only (repeatable), e.g. kws-data demo's "
                         "synthetic speech; validation and test stay the --data speakers. Refused if it shares "
@@ -198,9 +201,9 @@ def _parser() -> argparse.ArgumentParser:
 
 #: The flags that --no-augment switches off (what augment_config reads, and --noise-dir).
 NO_AUGMENT_OVERRIDES = ("no_time_shift", "time_shift_ms", "shift_keeps_speech", "stream_style", "stream_cut",
-                        "speed_perturb", "speed_range", "vtlp", "vtlp_range", "no_noise", "noise_prob", "snr_db",
-                        "noise_dir", "no_gain", "gain_db", "no_spec_augment", "time_masks", "freq_masks",
-                        "balance", "balance_power")
+                        "speed_perturb", "speed_range", "vtlp", "vtlp_range", "reversed_keywords", "no_noise",
+                        "noise_prob", "snr_db", "noise_dir", "no_gain", "gain_db", "no_spec_augment", "time_masks",
+                        "freq_masks", "balance", "balance_power")
 
 
 def augment_config(args: argparse.Namespace) -> AugmentConfig:
@@ -236,6 +239,7 @@ def augment_config(args: argparse.Namespace) -> AugmentConfig:
         speed_range=tuple(args.speed_range),
         vtlp_prob=args.vtlp,
         vtlp_range=tuple(args.vtlp_range),
+        reverse_prob=args.reversed_keywords,
     )
 
 
@@ -568,8 +572,9 @@ def _main(argv: Sequence[str] | None) -> int:
         _clear_outputs(out)
 
     silence = ds.label_names.index("silence") if "silence" in ds.label_names else None
+    unknown = ds.label_names.index("unknown") if "unknown" in ds.label_names else None
     augmenter = None if aug == AugmentConfig.off() else Augmenter(
-        aug, sample_rate_hz=ds.sample_rate_hz, noise=noise_bank, silence_label=silence)
+        aug, sample_rate_hz=ds.sample_rate_hz, noise=noise_bank, silence_label=silence, unknown_label=unknown)
     train_batches = TrainBatches(ds, split.train, features=features, batch_size=args.batch_size,
                                  augmenter=augmenter, seed=args.seed, balance=aug.balance,
                                  balance_power=aug.balance_power, steps_per_epoch=args.steps_per_epoch,

@@ -298,6 +298,60 @@ def test_augmenter_front_end_is_the_runtime_front_end_until_vtlp():
     np.testing.assert_array_equal(warped.front_end(clips, wave, _rng(3)), clips[..., None])
 
 
+def test_relabel_reverses_keywords_into_unknown():
+    clips = np.stack([_word_clip(1000 + 500 * i, 2000, 0.3) for i in range(6)])
+    clips[:, :100] = 0.7                                      # a marker at the start, to see the reversal
+    labels = np.array([0, 3, 10, 11, 5, 10])                  # yes, down, unknown, silence, right, unknown
+    before, labels_before = clips.copy(), labels.copy()
+    every = aug.Augmenter(aug.AugmentConfig(reverse_prob=1.0), sample_rate_hz=8000, silence_label=11,
+                          unknown_label=10)
+    out, new = every.relabel(clips, labels, _rng(0))
+    np.testing.assert_array_equal(new, [10, 10, 10, 11, 10, 10])   # every keyword is now unknown
+    for row in (0, 1, 4):
+        np.testing.assert_array_equal(out[row], clips[row, ::-1])
+        assert np.all(out[row, -100:] == np.float32(0.7))
+    for row in (2, 3, 5):                                          # unknown and silence: untouched
+        np.testing.assert_array_equal(out[row], clips[row])
+    np.testing.assert_array_equal(clips, before)
+    np.testing.assert_array_equal(labels, labels_before)
+    # off: the same arrays back, nothing drawn
+    plain = aug.Augmenter(aug.AugmentConfig(), sample_rate_hz=8000, silence_label=11, unknown_label=10)
+    rng = _rng(4)
+    out, new = plain.relabel(clips, labels, rng)
+    assert out is clips and new is labels and rng.random() == _rng(4).random()
+    # some: seeded, about the share asked, of keywords only
+    many = np.repeat(labels, 50)
+    some = aug.Augmenter(aug.AugmentConfig(reverse_prob=0.3), sample_rate_hz=8000, silence_label=11,
+                         unknown_label=10)
+    _, a = some.relabel(np.repeat(clips, 50, axis=0), many, _rng(5))
+    _, b = some.relabel(np.repeat(clips, 50, axis=0), many, _rng(5))
+    np.testing.assert_array_equal(a, b)
+    flipped = (a == 10) & (many != 10)
+    assert 25 <= flipped.sum() <= 65 and not np.any(a[many == 11] != 11)     # 30% of 150 keywords
+
+
+def test_relabel_needs_an_unknown_class():
+    with pytest.raises(KwsError, match="reversed-keyword probability 0.2: reversed keywords are labelled 'unknown'"):
+        aug.Augmenter(aug.AugmentConfig(reverse_prob=0.2), sample_rate_hz=8000, silence_label=11)
+
+
+def test_train_batches_label_reversed_keywords_unknown(synth_npz):
+    ds = load_npz(synth_npz)
+    split = split_dataset(ds, seed=0)
+    augmenter = aug.Augmenter(aug.AugmentConfig(reverse_prob=1.0, time_shift_ms=0.0, noise_prob=0.0,
+                                                                gain_db=0.0, time_masks=0, freq_masks=0),
+                              sample_rate_hz=8000, silence_label=11, unknown_label=10)
+    batches = TrainBatches(ds, split.train, features=feature_config("log-mel"), batch_size=32, seed=1,
+                           augmenter=augmenter, steps_per_epoch=1)
+    x, y = batches[0]
+    idx = batches._order[:32]
+    was_keyword = ds.labels[idx] < 10
+    assert was_keyword.any()
+    np.testing.assert_array_equal(y.argmax(1), np.where(was_keyword, 10, ds.labels[idx]))
+    np.testing.assert_array_equal(x, compute_features(np.where(was_keyword[:, None], ds.audio(idx)[:, ::-1],
+                                                               ds.audio(idx)), feature_config("log-mel")))
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"speed_prob": 1.5}, "speed perturbation probability 1.5 (--speed-perturb): expected a number in [0, 1]"),
     ({"speed_range": (1.2, 0.9)}, "speed range 1.2 0.9 (--speed-range): expected 0.5 <= MIN <= MAX <= 2"),
@@ -305,6 +359,7 @@ def test_augmenter_front_end_is_the_runtime_front_end_until_vtlp():
     ({"vtlp_prob": -0.5}, "vocal-tract-length perturbation probability -0.5 (--vtlp): expected a number in [0, 1]"),
     ({"vtlp_range": (1.1, 0.9)}, "warp factor range 1.1 0.9 (--vtlp-range): expected 0.5 <= MIN <= MAX <= 2"),
     ({"vtlp_range": (0.9, 3.0)}, "warp factor range 0.9 3.0 (--vtlp-range)"),
+    ({"reverse_prob": 1.2}, "reversed-keyword probability 1.2 (--reversed-keywords): expected a number in [0, 1]"),
 ])
 def test_speed_config_errors(kwargs, message):
     with pytest.raises(KwsError) as info:
@@ -600,9 +655,10 @@ def test_kws_train_seed_is_reproducible_and_force_overwrites(tmp_path, synth_npz
         assert first[key] == second[key], key
 
 
-def test_kws_train_vtlp_is_recorded_and_reproducible(tmp_path, synth_npz, capsys):
+def test_kws_train_vtlp_and_reversed_keywords_are_recorded_and_reproducible(tmp_path, synth_npz, capsys):
     args = ["--data", synth_npz, "--model", "dscnn", "--width", 8, "--depth", 2, "--epochs", 1,
-            "--steps-per-epoch", 2, "--batch-size", 8, "--seed", 3, "--vtlp", 1, "--vtlp-range", 0.85, 1.15]
+            "--steps-per-epoch", 2, "--batch-size", 8, "--seed", 3, "--vtlp", 1, "--vtlp-range", 0.85, 1.15,
+            "--reversed-keywords", 0.2]
     histories = []
     for name in ("a", "b"):
         code, _, err = _train(capsys, *args, "--out", tmp_path / name)
@@ -611,6 +667,7 @@ def test_kws_train_vtlp_is_recorded_and_reproducible(tmp_path, synth_npz, capsys
     assert histories[0]["loss"] == histories[1]["loss"]
     augmentation = ModelMeta.load(tmp_path / "a" / "model.json").extra["training"]["augmentation"]
     assert augmentation["vtlp_prob"] == 1.0 and augmentation["vtlp_range"] == [0.85, 1.15]
+    assert augmentation["reverse_prob"] == 0.2
 
 
 def test_unknown_model_lists_valid_ones(tmp_path, synth_npz, capsys):
@@ -742,6 +799,10 @@ def test_kws_train_extra_train_refuses_held_out_speakers(tmp_path, synth_npz, ca
     (["--data", "{synth}", "--model", "dscnn", "--speed-perturb", "1", "--speed-range", "1.1", "0.9"],
      "speed range 1.1 0.9 (--speed-range): expected 0.5 <= MIN <= MAX <= 2"),
     (["--data", "{synth}", "--model", "dscnn", "--vtlp", "2"], "2.0 (--vtlp): expected a number in [0, 1]"),
+    (["--data", "{synth}", "--model", "dscnn", "--reversed-keywords", "nan"],
+     "nan (--reversed-keywords): expected a number in [0, 1]"),
+    (["--data", "{synth}", "--model", "dscnn", "--no-augment", "--reversed-keywords", "0.1"],
+     "but --reversed-keywords asks for some"),
     (["--data", "{synth}", "--model", "dscnn", "--no-augment", "--vtlp", "1"],
      "--no-augment switches all augmentation and balancing off, but --vtlp asks for some; drop one or the other"),
     (["--data", "{synth}", "--model", "dscnn", "--no-augment", "--snr-db", "0", "20", "--balance", "weights"],

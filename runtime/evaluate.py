@@ -108,7 +108,6 @@ class EvalData:
         return chunk.astype(np.float32, copy=False)
 
 
-
 def load_eval_npz(path: str | Path) -> EvalData:
     """Read and validate an npz for kws-eval (no pickles). Raises :class:`DataError`."""
     path = Path(path)

@@ -660,8 +660,7 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         _write_history()
         if not checkpoint.best_epoch:
-            meta = meta.replace(training=_training_summary("failed"))
-            meta.save(out / "model.json")
+            _mark_failed()
             raise KwsError(f"{'validation' if val_batches else 'training'} loss was never finite in {args.epochs} "
                            "epoch(s): no checkpoint written; try a lower --lr", exit_code=1)
 

@@ -57,13 +57,15 @@ FILE_NAMES = {kind: f"model_{kind}.tflite" for kind in KINDS}
 
 #: Default ``--input-percentile`` per front-end (docs/export.md has the measurements that chose
 #: them). 100 = plain min/max calibration of the input tensor.
-DEFAULT_INPUT_PERCENTILE = {"waveform": 100.0, "stft-log": 100.0, "stft-linear": 99.0}
+DEFAULT_INPUT_PERCENTILE = {"waveform": 100.0, "stft-log": 100.0, "stft-pcen": 100.0, "stft-linear": 99.0}
 
 
 def input_kind(config: FeatureConfig) -> str:
-    """``waveform``, ``stft-log`` or ``stft-linear``: the key of :data:`DEFAULT_INPUT_PERCENTILE`."""
+    """``waveform``, ``stft-log``, ``stft-pcen`` or ``stft-linear``: the key of :data:`DEFAULT_INPUT_PERCENTILE`."""
     if config.kind == "waveform":
         return "waveform"
+    if config.pcen:
+        return "stft-pcen"
     return "stft-log" if config.log else "stft-linear"
 
 

@@ -1,4 +1,4 @@
-"""The one front-end: numpy STFT (librosa-compatible), optional mel filterbank and log.
+"""The one front-end: numpy STFT (librosa-compatible), optional mel filterbank, log or PCEN.
 
 Training (``kws.train``) and the Raspberry Pi call the same :func:`compute_features`, so the
 features a model was trained on are exactly the ones it sees on the device.
@@ -7,6 +7,13 @@ The STFT reproduces ``librosa.stft(y, n_fft=n_fft)`` with librosa's defaults: ``
 with zero (``'constant'``) padding of ``n_fft // 2`` on each side, a periodic Hann window of
 ``n_fft`` samples, and ``hop_length = n_fft // 4`` unless set. Only the magnitude is kept.
 For the seed's ``n_fft=258`` and a one-second clip at 8 kHz that is 130 bins x 126 frames.
+
+Per-channel energy normalisation (PCEN; Wang et al. 2017, "Trainable frontend for robust and
+far-field keyword spotting") is the alternative to the log: each band is divided by a smoothed
+copy of itself (an automatic gain control) and then root-compressed. It follows
+``librosa.pcen``, with one difference that matters for one-second windows: the smoother starts
+in its steady state on the window's first frame (librosa starts it as if the input had been 1,
+which is why its documentation scales the input by 2**31).
 """
 
 from __future__ import annotations
@@ -52,6 +59,15 @@ class FeatureConfig:
         range, which is what lets an int8 input keep quiet and loud speech alike.
     log_floor : float
         Added before the log; sets the quietest level that is distinguishable.
+    pcen : bool
+        Per-channel energy normalisation instead of the log (:func:`pcen`): each band over a
+        smoothed copy of itself, then ``(x + bias) ** power - bias ** power``. Level-invariant to
+        within ``gain``, and it flattens steady background noise. Not together with ``log``.
+    pcen_time_constant_s : float
+        Time constant of PCEN's smoother, in seconds (librosa's default 0.4).
+    pcen_gain, pcen_bias, pcen_power, pcen_eps : float
+        PCEN's gain (alpha, 0 to 1), bias (delta), power (r, 0 to 1) and the floor added to the
+        smoothed energy; librosa's defaults 0.98, 2, 0.5 and 1e-6.
     """
 
     kind: str = "stft"
@@ -64,6 +80,12 @@ class FeatureConfig:
     fmax_hz: float = 0.0
     log: bool = False
     log_floor: float = 1e-3
+    pcen: bool = False
+    pcen_time_constant_s: float = 0.4
+    pcen_gain: float = 0.98
+    pcen_bias: float = 2.0
+    pcen_power: float = 0.5
+    pcen_eps: float = 1e-6
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -79,6 +101,22 @@ class FeatureConfig:
             raise KwsError(f"n_fft={self.n_fft} is longer than the window ({self.window_samples})")
         if self.log and not self.log_floor > 0:
             raise KwsError(f"log_floor={self.log_floor}: expected a positive number")
+        if self.pcen:
+            self._check_pcen()
+
+    def _check_pcen(self) -> None:
+        if self.kind != "stft":
+            raise KwsError(f"pcen needs a spectrogram (kind 'stft'), not kind {self.kind!r}")
+        if self.log:
+            raise KwsError("pcen and log are two compressions of the same spectrum: set one of them")
+        for name, low, high in (("pcen_gain", 0.0, 1.0), ("pcen_power", 0.0, 1.0)):
+            value = getattr(self, name)
+            if not low < value <= high:
+                raise KwsError(f"{name}={value!r}: expected a number in ({low:g}, {high:g}]")
+        for name in ("pcen_time_constant_s", "pcen_bias", "pcen_eps"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float, np.floating)) and np.isfinite(value) and value > 0):
+                raise KwsError(f"{name}={value!r}: expected a positive number")
 
     # -- derived sizes -------------------------------------------------------------------
     @property
@@ -95,6 +133,11 @@ class FeatureConfig:
     def n_frames(self) -> int:
         """STFT frames per window (centered): ``1 + window_samples // hop``."""
         return 1 + self.window_samples // self.hop
+
+    @property
+    def frame_rate_hz(self) -> float:
+        """STFT frames per second: ``sample_rate_hz / hop``."""
+        return self.sample_rate_hz / self.hop
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -206,6 +249,61 @@ def mel_filterbank(*, sample_rate_hz: int, n_fft: int, mel_bands: int, fmin_hz: 
     return weights
 
 
+def pcen_smoothing(*, time_constant_s: float, frame_rate_hz: float) -> float:
+    """The one-pole smoother's coefficient ``s`` of PCEN, as ``librosa.pcen`` derives it.
+
+    With ``T = time_constant_s * frame_rate_hz`` frames, ``s = (sqrt(1 + 4 T**2) - 1) / (2 T**2)``.
+    """
+    t_frames = float(time_constant_s) * float(frame_rate_hz)
+    return float((np.sqrt(1.0 + 4.0 * t_frames ** 2) - 1.0) / (2.0 * t_frames ** 2))
+
+
+@lru_cache(maxsize=16)
+def _smoother_matrix(n_frames: int, smoothing: float) -> np.ndarray:
+    """(n_frames, n_frames) float32 ``K`` with ``M = E @ K`` the smoothed energy of :func:`pcen`.
+
+    ``M[t] = (1 - s) M[t-1] + s E[t]`` with ``M[-1] = E[0]`` unrolls to
+    ``M[t] = sum_j s (1 - s)**(t - j) E[j] + (1 - s)**(t + 1) E[0]``.
+    """
+    lag = np.arange(n_frames)[None, :] - np.arange(n_frames)[:, None]          # t - j
+    kernel = np.where(lag >= 0, smoothing * (1.0 - smoothing) ** np.maximum(lag, 0), 0.0)
+    kernel[0] += (1.0 - smoothing) ** (np.arange(n_frames) + 1.0)
+    kernel = kernel.astype(np.float32)
+    kernel.setflags(write=False)
+    return kernel
+
+
+def pcen(energy: np.ndarray, *, smoothing: float, gain: float = 0.98, bias: float = 2.0,
+         power: float = 0.5, eps: float = 1e-6) -> np.ndarray:
+    """Per-channel energy normalisation along the last (time) axis.
+
+    ``M`` is ``energy`` smoothed in time by a one-pole filter started in its steady state on the
+    first frame (``M[0] = energy[0]``); the output is
+    ``(energy / (eps + M) ** gain + bias) ** power - bias ** power``. Equal to
+    ``librosa.pcen(energy, b=smoothing, gain=gain, bias=bias, power=power, eps=eps,
+    zi=(1 - smoothing) * energy[..., :1])``.
+
+    Parameters
+    ----------
+    energy : np.ndarray, float, non-negative, shape (..., bands, frames)
+        A magnitude (or mel magnitude) spectrogram.
+    smoothing : float
+        The smoother's coefficient in (0, 1] (:func:`pcen_smoothing`).
+    gain, bias, power, eps : float
+        See :class:`FeatureConfig`.
+
+    Returns
+    -------
+    np.ndarray, float32, the shape of ``energy``
+    """
+    e = np.asarray(energy, dtype=np.float32)
+    smooth = np.matmul(e, _smoother_matrix(e.shape[-1], float(smoothing)))
+    # As librosa, in log space: (eps + M) ** -gain without overflow for tiny eps.
+    agc = np.exp(-gain * (np.log(np.float32(eps)) + np.log1p(smooth / np.float32(eps))))
+    out = np.float32(bias ** power) * np.expm1(np.float32(power) * np.log1p(e * agc / np.float32(bias)))
+    return out.astype(np.float32, copy=False)
+
+
 # ---------------------------------------------------------------------------------------
 # The front-end
 # ---------------------------------------------------------------------------------------
@@ -236,7 +334,7 @@ def compute_features(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
 
 
 def magnitude_to_features(spec: np.ndarray, config: FeatureConfig) -> np.ndarray:
-    """The second half of :func:`compute_features`: mel bands and log on a magnitude STFT.
+    """The second half of :func:`compute_features`: mel bands, then log or PCEN, on a magnitude STFT.
 
     Training uses it to change the spectrum between the two halves (vocal-tract-length
     perturbation, :mod:`kws.train.augment`) and still share every other step with the runtime.
@@ -269,7 +367,12 @@ def magnitude_to_features(spec: np.ndarray, config: FeatureConfig) -> np.ndarray
                             mel_bands=config.mel_bands, fmin_hz=config.fmin_hz,
                             fmax_hz=config.fmax_hz)
         spec = np.sqrt(np.matmul(fb, spec * spec))
-    if config.log:
+    if config.pcen:
+        spec = pcen(spec, smoothing=pcen_smoothing(time_constant_s=config.pcen_time_constant_s,
+                                                   frame_rate_hz=config.frame_rate_hz),
+                    gain=config.pcen_gain, bias=config.pcen_bias, power=config.pcen_power,
+                    eps=config.pcen_eps)
+    elif config.log:
         spec = np.log(spec + np.float32(config.log_floor))
     return spec[..., None].astype(np.float32, copy=False)
 

@@ -103,8 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("front-end (kws.runtime.features)")
     g.add_argument("--features", choices=PRESETS,
                    help="seed-stft: |STFT| 130x126 (n_fft 258); waveform: (8000, 1); log-mel: log mel bands "
-                        "x 126 (default per model: conv1d* waveform, spec2d* seed-stft, dscnn/bcresnet log-mel)")
-    g.add_argument("--mel-bands", type=int, help="mel bands for --features log-mel (default 40)")
+                        "x 126; pcen-mel: the mel bands with per-channel energy normalisation instead of the "
+                        "log (default per model: conv1d* waveform, spec2d* seed-stft, dscnn/bcresnet log-mel)")
+    g.add_argument("--mel-bands", type=int, help="mel bands for --features log-mel or pcen-mel (default 40)")
     g.add_argument("--log", action=argparse.BooleanOptionalAction, default=None,
                    help="log compression (default: on for log-mel, off for seed-stft)")
 

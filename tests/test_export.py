@@ -389,12 +389,13 @@ def test_model_json_mismatch_is_refused(tmp_path, run_dir, gen_npz, capsys):
 # ---------------------------------------------------------------------------------------
 # kws-train output
 # ---------------------------------------------------------------------------------------
-def test_exports_kws_train_output(tmp_path, gen_npz, capsys):
+@pytest.mark.parametrize("features", ["log-mel", "pcen-mel"])
+def test_exports_kws_train_output(tmp_path, gen_npz, capsys, features):
     """A real kws-train folder: export re-derives the same test split the trainer evaluated on."""
     from kws.train.trainer import main as train_main
 
     run = tmp_path / "run"
-    rc = train_main(["--data", str(gen_npz), "--model", "dscnn", "--width", "8", "--depth", "1",
+    rc = train_main(["--data", str(gen_npz), "--model", "dscnn", "--width", "8", "--depth", "1", "--features", features,
                      "--epochs", "1", "--steps-per-epoch", "3", "--no-augment", "--out", str(run), "-q"])
     assert rc == 0, capsys.readouterr().err
     out = tmp_path / "m"
@@ -408,6 +409,10 @@ def test_exports_kws_train_output(tmp_path, gen_npz, capsys):
     train_meta = json.loads((run / "model.json").read_text())
     assert meta["architecture"] == train_meta["architecture"]
     assert meta["features"] == train_meta["features"]
+    assert meta["features"]["pcen"] is (features == "pcen-mel")
+    assert train_meta["training"]["features_preset"] == features
+    rep = meta["quantization"]["representative"]
+    assert rep["input_percentile"] == 100.0          # log and PCEN both compress: plain min/max
 
 
 def test_linear_spectrogram_int8_warns_and_clips_input(tmp_path, gen_npz, capsys):

@@ -22,7 +22,7 @@ keras = pytest.importorskip("keras")
 
 from kws.train import trainer  # noqa: E402
 from kws.train.data import load_npz, split_dataset  # noqa: E402
-from kws.train.dataset import EvalBatches, TrainBatches, feature_config  # noqa: E402
+from kws.train.dataset import EvalBatches, TrainBatches, feature_config, preset_of  # noqa: E402
 from kws.train.nets import MODELS, build_model  # noqa: E402
 
 from test_nets import TINY  # noqa: E402
@@ -483,10 +483,16 @@ def test_feature_presets():
     assert feature_config("log-mel", mel_bands=32).input_shape == (32, 126, 1)
     with pytest.raises(KwsError, match="unknown --features 'mfcc'; expected one of: seed-stft, waveform, log-mel"):
         feature_config("mfcc")
-    with pytest.raises(KwsError, match="--mel-bands applies to --features log-mel only"):
+    with pytest.raises(KwsError, match="--mel-bands applies to --features log-mel and pcen-mel only, not seed-stft"):
         feature_config("seed-stft", mel_bands=40)
     with pytest.raises(KwsError, match="--mel-bands 500"):
         feature_config("log-mel", mel_bands=500)
+    pc = feature_config("pcen-mel", mel_bands=32)
+    assert pc.pcen and not pc.log and pc.input_shape == (32, 126, 1)
+    assert preset_of(pc) == "pcen-mel" and preset_of(mel) == "log-mel" and preset_of(FeatureConfig()) == "seed-stft"
+    with pytest.raises(KwsError, match="--log does not apply to --features pcen-mel"):
+        feature_config("pcen-mel", log=True)
+    assert feature_config("pcen-mel", log=False).pcen
 
 
 def test_train_batches_are_the_front_end_and_reproducible(synth_npz):

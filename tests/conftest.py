@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -26,3 +27,15 @@ def shared_npz() -> Path:
     if not SHARED_NPZ.is_file():
         pytest.skip(f"real data not found at {SHARED_NPZ}")
     return SHARED_NPZ
+
+
+@pytest.fixture(scope="session")
+def espeak_voices() -> list:
+    """The espeak-ng voices found (``kws.train.tts.Voice``); skips where espeak-ng is not installed."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng not installed")
+    from kws.train.tts import detect_voices
+
+    voices = detect_voices(engines=["espeak-ng"])
+    assert voices, "espeak-ng is on PATH but no English voice was found"
+    return voices

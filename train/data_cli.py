@@ -6,7 +6,7 @@ Subcommands::
     kws-data from-folder DIR OUT.npz [options]      Google Speech Commands tree -> seed-schema npz
     kws-data fetch [--out DIR] [--url URL]          download the seed's speech_wav_8000.npz (resumes)
     kws-data stream ...                             a long labelled test stream (kws.train.streams)
-    kws-data demo ...                               synthetic-voice demo data (kws.train.tts)
+    kws-data demo ...                               synthetic-voice demo data (kws.train.demo)
 
 ``stream`` and ``demo`` live in their own modules, imported only when they are run.
 """
@@ -33,7 +33,7 @@ PROG = "kws-data"
 #: Subcommands implemented in other modules: name -> (module, one-line help).
 PLUGINS = {
     "stream": ("kws.train.streams", "build a long labelled test stream (wav + truth JSON) from an npz"),
-    "demo": ("kws.train.tts", "generate demo speech data with the installed text-to-speech voices"),
+    "demo": ("kws.train.demo", "generate demo speech data with the installed text-to-speech voices"),
 }
 _CHUNK_ROWS = 1024
 

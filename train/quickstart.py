@@ -177,7 +177,7 @@ def prepare_data(out: Path, preset: Preset, *, data: Path | None = None, use_see
 def _make_data(folder: Path, preset: Preset, *, given: Path | None, source: str, use_tts: bool, seed: int,
                tts_path: str | None) -> DataChoice:
     """The body of :func:`prepare_data`: writes the npz (and stream) into ``folder``."""
-    from kws.train import tts
+    from kws.train import demo, tts
 
     if given is not None:
         dst = folder / "sample.npz"
@@ -187,18 +187,18 @@ def _make_data(folder: Path, preset: Preset, *, given: Path | None, source: str,
         choice = DataChoice(dst, source, what, n)
         if use_tts:
             with contextlib.suppress(tts.NoEngineError):
-                res = tts.generate(stream=folder / "demo_stream.wav", truth=folder / "demo_stream.truth.json",
-                                   stream_seconds=preset.stream_seconds, seed=seed, force=True, progress=False,
-                                   path=tts_path)
+                res = demo.generate(stream=folder / "demo_stream.wav", truth=folder / "demo_stream.truth.json",
+                                    stream_seconds=preset.stream_seconds, seed=seed, force=True, progress=False,
+                                    path=tts_path)
                 choice.stream, choice.truth = res.stream, res.truth
                 choice.stream_source = "tts (" + ", ".join(v.speaker for v in res.stream_voices) + ")"
         return choice
     if use_tts:
         try:
-            res = tts.generate(out=folder / "demo.npz", stream=folder / "demo_stream.wav",
-                               truth=folder / "demo_stream.truth.json", clips_per_label=preset.tts_clips_per_label,
-                               n_voices=preset.tts_voices, stream_seconds=preset.stream_seconds, seed=seed,
-                               force=True, progress=sys.stderr.isatty(), path=tts_path)
+            res = demo.generate(out=folder / "demo.npz", stream=folder / "demo_stream.wav",
+                                truth=folder / "demo_stream.truth.json", clips_per_label=preset.tts_clips_per_label,
+                                n_voices=preset.tts_voices, stream_seconds=preset.stream_seconds, seed=seed,
+                                force=True, progress=sys.stderr.isatty(), path=tts_path)
             engines = sorted({v.engine for v in res.train_voices})
             what = (f"{res.n_clips} clips spoken by {len(res.train_voices)} synthetic voices "
                     f"({', '.join(engines)}); engines found:\n    " + res.description.replace("\n", "\n    "))

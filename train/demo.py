@@ -37,7 +37,7 @@ from kws.runtime.labels import KEYWORDS, SEED_LABELS, SILENCE, UNKNOWN
 from kws.runtime.resample import resample_poly
 from kws.runtime.scoring import TRUTH_FORMAT
 from kws.runtime.fileio import check_distinct, check_output, check_seed, npz_writer, write_atomically
-from kws.train.tts import (ENGINES, EXIT_NO_ENGINE, SAMPLE_RATE_HZ, NoEngineError, Voice, _speak_files,
+from kws.train.tts import (ENGINES, EXIT_NO_ENGINE, SAMPLE_RATE_HZ, NoEngineError, Voice, speak_many,
                            describe_voices, detect_voices, no_engine_message, trim_word)
 
 logger = logging.getLogger(__name__)
@@ -202,7 +202,7 @@ def _utterances(voices: Sequence[Voice], words: Sequence[str], rng: np.random.Ge
     with tempfile.TemporaryDirectory(prefix="kws-tts-") as tmp, \
             tqdm(total=len(items), desc=desc, unit="word", disable=not progress, leave=False) as bar:
         for i in range(0, len(items), chunk):
-            audio = _speak_files(items[i:i + chunk], Path(tmp), jobs)
+            audio = speak_many(items[i:i + chunk], Path(tmp), jobs)
             out += [trim_word(speed_perturb(a, float(s))) for a, s in zip(audio, speeds[i:i + chunk])]
             bar.update(len(audio))
     return out
@@ -331,7 +331,7 @@ def demo_stream(voices: Sequence[Voice], *, seconds: float = 36.0, seed: int = 0
         "events": events,
         "unknown_events": unknown_events,
         "settings": {
-            "generator": "kws-data demo (kws.train.tts)",
+            "generator": "kws-data demo (kws.train.demo)",
             "seed": seed,
             "voices": sorted({v.speaker for v in voices}),
             "engines": sorted({v.engine for v in voices}),

@@ -63,7 +63,6 @@ ESPEAK_VARIANTS: tuple[str, ...] = (
 #: flite voices left out: a limited-domain talking clock, and kal again at 16 kHz.
 FLITE_SKIP = frozenset({"awb_time", "kal16"})
 
-_COMMAND = {"espeak-ng": "espeak-ng", "flite": "flite", "festival": "festival", "mbrola": "espeak-ng"}
 _TIMEOUT_S = 60
 
 
@@ -260,8 +259,22 @@ def _festival_script(items: Sequence[tuple[Voice, str, Path, float]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _speak_files(items: Sequence[tuple[Voice, str, float, float]], tmp: Path, jobs: int) -> list[np.ndarray]:
-    """Speak each (voice, text, rate, pitch) into ``tmp``; returns float32 8 kHz audio."""
+def speak_many(items: Sequence[tuple[Voice, str, float, float]], tmp: Path, jobs: int) -> list[np.ndarray]:
+    """Speak many utterances at once (festival in one process, the others ``jobs`` at a time).
+
+    Parameters
+    ----------
+    items : sequence of (Voice, str, float, float)
+        Voice, text, rate (1 = the engine's normal speed) and pitch factor of each utterance.
+    tmp : Path
+        A scratch directory for the engines' WAV files.
+    jobs : int
+        Engine processes run at once.
+
+    Returns
+    -------
+    list of np.ndarray, float32, mono at 8 kHz, one per item, in order.
+    """
     outs = [tmp / f"u{i:05d}.wav" for i in range(len(items))]
     festival = [(v, t, o, r) for (v, t, r, _), o in zip(items, outs) if v.engine == "festival"]
     if festival:
@@ -311,7 +324,7 @@ def speak(voice: Voice, text: str, *, rate: float = 1.0, pitch: float = 1.0) -> 
     (other engines ignore it; :func:`kws.train.demo.demo_dataset` adds a speed perturbation for all).
     """
     with tempfile.TemporaryDirectory(prefix="kws-tts-") as tmp:
-        return _speak_files([(voice, text, rate, pitch)], Path(tmp), jobs=1)[0]
+        return speak_many([(voice, text, rate, pitch)], Path(tmp), jobs=1)[0]
 
 
 # ------------------------------------------------------------------------------------------

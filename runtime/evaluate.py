@@ -30,7 +30,7 @@ import numpy as np
 
 from kws.runtime.cli import configure_logging, run_main
 from kws.runtime.errors import DataError
-from kws.runtime.features import FLOAT_PEAK_LIMIT, pcm16_to_float
+from kws.runtime.features import float_peak_error, pcm16_to_float
 from kws.runtime.model import KwsModel, default_model_path
 
 logger = logging.getLogger(__name__)
@@ -148,10 +148,9 @@ def load_eval_npz(path: str | Path) -> EvalData:
         if bad.any():
             raise DataError(f"{path}: {int(bad.sum())} clip(s) of wav_vals hold NaN or infinite samples "
                             f"(first: clip {int(np.flatnonzero(bad)[0])}); expected finite audio in [-1, 1]")
-        peak = float(np.abs(wav).max())
-        if peak > FLOAT_PEAK_LIMIT:
-            raise DataError(f"{path}: wav_vals is {wav.dtype} with samples up to {peak:g}; expected float audio "
-                            "in [-1, 1] (int16 PCM stored as float? divide it by 32768, or store it as int16)")
+        problem = float_peak_error("wav_vals", wav.dtype, float(np.abs(wav).max()))
+        if problem:
+            raise DataError(f"{path}: {problem}")
     stored_shape = labels.shape
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]

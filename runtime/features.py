@@ -382,6 +382,17 @@ def magnitude_to_features(spec: np.ndarray, config: FeatureConfig) -> np.ndarray
 FLOAT_PEAK_LIMIT = 2.0
 
 
+def float_peak_error(key: str, dtype: Any, peak: float) -> str | None:
+    """The message for float audio whose ``peak`` is beyond :data:`FLOAT_PEAK_LIMIT`, else None.
+
+    Every loader of float clips (kws-eval's and kws-train's npz readers) says it in these words.
+    """
+    if peak <= FLOAT_PEAK_LIMIT:
+        return None
+    return (f"{key} is {np.dtype(dtype)} with samples up to {peak:g}; expected float audio in [-1, 1] "
+            "(int16 PCM stored as float? divide it by 32768, or store it as int16)")
+
+
 def pcm16_to_float(pcm: np.ndarray) -> np.ndarray:
     """int16 PCM -> float32 in [-1, 1) (divide by 32768)."""
     return np.asarray(pcm, dtype=np.float32) / np.float32(32768.0)

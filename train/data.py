@@ -34,7 +34,7 @@ from typing import Sequence
 import numpy as np
 
 from kws.runtime.errors import DataError
-from kws.runtime.features import FLOAT_PEAK_LIMIT
+from kws.runtime.features import float_peak_error
 from kws.runtime.labels import SEED_LABELS
 
 logger = logging.getLogger(__name__)
@@ -265,9 +265,9 @@ def _check_finite(path: Path, wav: np.ndarray) -> None:
         nan = sum(int(np.isnan(wav[i]).sum()) for i in bad_clips[:10000])
         raise _fail(path, f"{WAV_KEY} has {bad_samples} non-finite samples (NaN: {nan}, inf: {bad_samples - nan}) "
                           f"in {len(bad_clips)} clips (first: clip {bad_clips[0]}); expected finite audio")
-    if peak > FLOAT_PEAK_LIMIT:
-        raise _fail(path, f"{WAV_KEY} is {wav.dtype} with samples up to {peak:g}; expected float audio in "
-                          "[-1, 1] (int16 PCM stored as float? divide it by 32768, or store it as int16)")
+    problem = float_peak_error(WAV_KEY, wav.dtype, peak)
+    if problem:
+        raise _fail(path, problem)
 
 
 def load_npz(path: str | os.PathLike, *, allow_pickle: bool = False, sample_rate_hz: int = 8000,

@@ -6,6 +6,7 @@ Nothing here trains for accuracy: tiny models, a few steps, generated data (``sy
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import numpy as np
@@ -837,6 +838,31 @@ def test_list_models(capsys):
     assert code == 0
     for name, spec in MODELS.items():
         assert name in out and spec.description in out
+
+
+def test_a_loss_that_is_never_finite_fails_clearly(tmp_path, synth_npz, capsys, monkeypatch):
+    """No finite loss in any epoch: no checkpoint, a message naming the cause, model.json says failed."""
+    real = trainer.make_callbacks
+
+    def diverging(args, out):   # the checkpoint (first callback) and the log see a diverged run's losses
+        callbacks = real(args, out)
+        for callback in callbacks[:2]:
+            def on_epoch_end(epoch, logs=None, _real=callback.on_epoch_end):
+                logs.update(loss=math.nan, val_loss=math.nan)
+                _real(epoch, logs)
+            callback.on_epoch_end = on_epoch_end
+        return callbacks
+
+    monkeypatch.setattr(trainer, "make_callbacks", diverging)
+    out_dir = tmp_path / "run"
+    code, out, err = _train(capsys, "--data", synth_npz, "--model", "dscnn", "--width", 8, "--depth", 1,
+                            "--epochs", 2, "--steps-per-epoch", 2, "--out", out_dir)
+    assert code == 1
+    assert "validation loss was never finite in 2 epoch(s): no checkpoint written; try a lower --lr" in err
+    assert "Traceback" not in err
+    assert not (out_dir / "model.keras").exists() and not (out_dir / trainer.CHECKPOINT_TMP).exists()
+    meta = ModelMeta.load(out_dir / "model.json")
+    assert meta.extra["training"]["status"] == "failed" and meta.extra["training"]["epochs_run"] == 2
 
 
 def test_ctrl_c_keeps_the_best_checkpoint(tmp_path, synth_npz, capsys, monkeypatch):

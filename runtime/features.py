@@ -31,6 +31,12 @@ from kws.runtime.errors import KwsError
 KINDS = ("waveform", "stft")
 
 
+def _is_number(value: Any) -> bool:
+    """A finite real number (not a bool, not a string)."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
+        and bool(np.isfinite(value))
+
+
 @dataclass(frozen=True)
 class FeatureConfig:
     """Feature settings. They travel with every trained and exported model (its JSON).
@@ -109,13 +115,13 @@ class FeatureConfig:
             raise KwsError(f"pcen needs a spectrogram (kind 'stft'), not kind {self.kind!r}")
         if self.log:
             raise KwsError("pcen and log are two compressions of the same spectrum: set one of them")
-        for name, low, high in (("pcen_gain", 0.0, 1.0), ("pcen_power", 0.0, 1.0)):
+        for name in ("pcen_gain", "pcen_power"):
             value = getattr(self, name)
-            if not low < value <= high:
-                raise KwsError(f"{name}={value!r}: expected a number in ({low:g}, {high:g}]")
+            if not (_is_number(value) and 0.0 < value <= 1.0):
+                raise KwsError(f"{name}={value!r}: expected a number in (0, 1]")
         for name in ("pcen_time_constant_s", "pcen_bias", "pcen_eps"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float, np.floating)) and np.isfinite(value) and value > 0):
+            if not (_is_number(value) and value > 0):
                 raise KwsError(f"{name}={value!r}: expected a positive number")
 
     # -- derived sizes -------------------------------------------------------------------

@@ -185,6 +185,7 @@ def test_pcen_of_silence_is_zero():
     ({"kind": "waveform", "pcen": True}, "pcen needs a spectrogram"),
     ({"pcen": True, "pcen_gain": 1.5}, r"pcen_gain=1.5: expected a number in \(0, 1\]"),
     ({"pcen": True, "pcen_power": 0.0}, r"pcen_power=0.0: expected a number in \(0, 1\]"),
+    ({"pcen": True, "pcen_gain": "0.9"}, r"pcen_gain='0.9': expected a number in \(0, 1\]"),
     ({"pcen": True, "pcen_time_constant_s": 0}, "pcen_time_constant_s=0: expected a positive number"),
     ({"pcen": True, "pcen_bias": -1.0}, "pcen_bias=-1.0: expected a positive number"),
     ({"pcen": True, "pcen_eps": float("nan")}, "pcen_eps=nan: expected a positive number"),

@@ -598,8 +598,7 @@ class Augmenter:
         if self.config.reverse_prob <= 0:
             return audio, labels
         labels = np.asarray(labels)
-        keyword = (labels != self.unknown_label) & (labels != (-1 if self.silence_label is None
-                                                                else self.silence_label))
+        keyword = ~np.isin(labels, [c for c in (self.unknown_label, self.silence_label) if c is not None])
         rows = np.flatnonzero(keyword & (rng.random(len(labels)) < self.config.reverse_prob))
         if not len(rows):
             return audio, labels

@@ -180,7 +180,6 @@ class TrainBatches(keras.utils.PyDataset):
         if self.augmenter is not None:
             audio, labels = self.augmenter.relabel(audio, labels, rng)
             audio = self.augmenter.waveforms(audio, labels, rng)
-        if self.augmenter is not None:
             x = self.augmenter.features(self.augmenter.front_end(audio, self.features, rng), rng)
         else:
             x = compute_features(audio, self.features)

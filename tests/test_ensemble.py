@@ -23,14 +23,10 @@ from kws.train import ensemble, trainer  # noqa: E402
 from kws.train.data import load_npz  # noqa: E402
 from kws.train.nets import build_model  # noqa: E402
 
+from test_distill import _meta, _softmax  # noqa: E402
+
 RUN_ARGS = ("--model", "dscnn", "--width", 8, "--depth", 2, "--epochs", 1, "--steps-per-epoch", 2,
             "--batch-size", 8, "--lr", 3e-3, "--split-seed", 0)
-
-
-def _softmax(z):
-    z = np.asarray(z, dtype=np.float64)
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 @pytest.fixture(scope="module")
@@ -85,12 +81,6 @@ def test_build_refuses_fewer_than_two_and_unknown_modes():
         ensemble.build_ensemble([_tiny(0)])
     with pytest.raises(KwsError, match="--combine 'median': expected one of mean, geometric"):
         ensemble.build_ensemble([_tiny(0), _tiny(1)], combine="median")
-
-
-def _meta(labels=("a", "b"), features=FeatureConfig(), split=None, n_clips=10):
-    return ModelMeta(tuple(labels), features, {
-        "split": split or {"seed": 0, "val_fraction": 0.1, "test_fraction": 0.1},
-        "data": {"n_clips": n_clips}})
 
 
 @pytest.mark.parametrize("meta, message", [

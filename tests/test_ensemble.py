@@ -114,7 +114,7 @@ def test_kws_ensemble_end_to_end(tmp_path, member_runs, synth_npz, capsys):
     assert arch["parameters"] == sum(m["architecture"]["parameters"] for m in members)
     assert [m["path"] for m in meta.extra["ensemble"]["members"]] == [str(r) for r in member_runs]
     assert meta.extra["split"] == members[0]["split"] and meta.labels == tuple(members[0]["labels"])
-    assert f"{arch['macs']:,} MACs" in out
+    assert f"{arch['macs']:,} MACs, {arch['parameters']:,} parameters" in out
 
     # the saved model is the mean posterior of the saved members, on the runtime's features
     from kws.convert.export import load_keras

@@ -213,8 +213,9 @@ def _main(argv: Sequence[str] | None) -> int:
                           json.dumps(meta.to_dict(), indent=2, sort_keys=True) + "\n"))])
     arch = meta.extra["architecture"]
     macs = f"{arch['macs']:,} MACs" if arch["macs"] is not None else "MACs unknown"
-    print(f"{len(members)} members ({args.combine} of posteriors{' (geometric)' if args.combine == 'geometric' else ''}"
-          f"): {macs}, {arch['parameters'] or '?'} parameters; wrote {out}/: {', '.join(OUTPUT_FILES)}")
+    params = f"{arch['parameters']:,} parameters" if arch["parameters"] is not None else "parameters unknown"
+    how = "mean of posteriors" if args.combine == "mean" else "geometric mean of posteriors (mean of logits)"
+    print(f"{len(members)} members ({how}): {macs}, {params}; wrote {out}/: {', '.join(OUTPUT_FILES)}")
     print(f"next: python convert/export.py --int8 --model {out} --out {out}/export")
     return 0
 

@@ -219,9 +219,18 @@ def collect_models(models: Sequence[str], models_dirs: Sequence[str], *,
 
 
 def model_names(paths: Sequence[Path]) -> list[str]:
-    """Short unique names: the file stem, or ``folder/stem`` where stems repeat."""
-    stems = [p.stem for p in paths]
-    return [p.stem if stems.count(p.stem) == 1 else f"{p.parent.name}/{p.stem}" for p in paths]
+    """Short unique names: the file stem, with as many of its folders in front as it takes to tell
+    it from the others (``models/model_int8``, ``runs/a/export/model_int8``, ``runs/b/export/model_int8``
+    are ``models/model_int8``, ``a/export/model_int8`` and ``b/export/model_int8``)."""
+    parts = [p.with_suffix("").parts[1 if p.is_absolute() else 0:] for p in paths]
+    depth = [1] * len(paths)
+    while True:
+        names = ["/".join(pt[-d:]) for pt, d in zip(parts, depth)]
+        clashing = [i for i, n in enumerate(names) if names.count(n) > 1 and depth[i] < len(parts[i])]
+        if not clashing:
+            return names
+        for i in clashing:
+            depth[i] += 1
 
 
 def _find(name_or_path: str, paths: Sequence[Path], names: Sequence[str]) -> int | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kws.runtime.bench import main
+from kws.runtime.bench import main, model_names
 from kws.runtime.interpreter import TfliteModel, builtin_graph_details
 from kws.runtime.labels import SEED_LABELS
 from kws.runtime.meta import ModelMeta
@@ -336,3 +336,14 @@ def test_existing_results_are_kept_without_force(tiny_models, tmp_path, capsys):
                  "--force"]) == 0
     assert json.loads(out.read_text())["format"] == "kws-bench/1"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adir.json", "afile", "b.json"]   # no temp files
+
+
+@pytest.mark.parametrize("paths, names", [
+    (["models/model_int8.tflite", "models/model_float32.tflite"], ["model_int8", "model_float32"]),
+    (["models/model_int8.tflite", "runs/a/export/model_int8.tflite", "runs/b/export/model_int8.tflite",
+      "runs/b/export/model_float32.tflite"],
+     ["models/model_int8", "a/export/model_int8", "b/export/model_int8", "model_float32"]),
+    (["/x/m.tflite", "/y/x/m.tflite", "m.tflite"], ["x/m", "y/x/m", "m"]),
+])
+def test_model_names_add_folders_until_unique(paths, names):
+    assert model_names([Path(p) for p in paths]) == names

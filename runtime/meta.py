@@ -97,11 +97,15 @@ class ModelMeta:
         extra = {k: v for k, v in data.items() if k not in ("format", "labels", "features")}
         return cls(tuple(labels), features, extra)
 
+    def to_json(self) -> str:
+        """The JSON text every model JSON is written in (pretty, sorted keys, final newline)."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
     def save(self, path: str | Path) -> Path:
-        """Write the JSON (pretty, sorted keys) atomically; returns the path."""
+        """Write :meth:`to_json` atomically; returns the path."""
         from kws.runtime.fileio import write_text_atomic
 
-        return write_text_atomic(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        return write_text_atomic(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | Path) -> "ModelMeta":

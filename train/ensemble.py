@@ -195,7 +195,6 @@ def _main(argv: Sequence[str] | None) -> int:
     model = build_ensemble([m.model for m in members], combine=args.combine)
     meta = ensemble_meta(members, combine=args.combine)
 
-    import json
     import os
 
     from kws.runtime.fileio import write_atomically
@@ -209,8 +208,7 @@ def _main(argv: Sequence[str] | None) -> int:
             staged.unlink(missing_ok=True)
 
     write_atomically([(out / "model.keras", save_keras),
-                      (out / "model.json", lambda tmp: tmp.write_text(
-                          json.dumps(meta.to_dict(), indent=2, sort_keys=True) + "\n"))])
+                      (out / "model.json", lambda tmp: tmp.write_text(meta.to_json()))])
     arch = meta.extra["architecture"]
     macs = f"{arch['macs']:,} MACs" if arch["macs"] is not None else "MACs unknown"
     params = f"{arch['parameters']:,} parameters" if arch["parameters"] is not None else "parameters unknown"

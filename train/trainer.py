@@ -8,7 +8,8 @@ Example::
 Output directory (what ``kws-export`` reads)::
 
     DIR/model.keras     best checkpoint by validation loss (written atomically each time it improves);
-                        with --train-on train+val or all, the last epoch
+                        with --train-on train+val or all, the last epoch; with --swa-epochs K, the
+                        average of the last K epochs (see kws.train.swa)
     DIR/model.json      ModelMeta: labels, features, architecture, split, training, data, evaluation
     DIR/history.json    per-epoch loss, accuracy, val_loss, val_accuracy, lr, seconds
     DIR/curves.png      training and validation accuracy and loss (the seed's plot)
@@ -43,6 +44,7 @@ from kws.runtime.meta import ModelMeta
 from kws.train.augment import BALANCE_MODES, AugmentConfig
 from kws.train.data import TRAIN_ON
 from kws.train.nets import MODELS, describe_models, get_spec, resolve_knobs
+from kws.train.swa import apply_average
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +122,13 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--early-stopping", type=int, default=0, metavar="PATIENCE",
                    help="stop after PATIENCE epochs without a lower val loss (0 = off)")
     g.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing (default 0)")
+    g.add_argument("--swa-epochs", type=int, default=0, metavar="K",
+                   help="stochastic weight averaging: train the last K epochs at --swa-lr, average the weights "
+                        "at the end of each, then recompute the batch-norm statistics on one epoch of training "
+                        "batches; model.keras is the average (default 0 = off)")
+    g.add_argument("--swa-lr", type=float, metavar="LR",
+                   help="with --swa-epochs: learning rate of the averaged epochs (default --lr / 10); "
+                        "--lr-schedule cosine decays from --lr to it over the epochs before")
     g.add_argument("--seed", type=int, default=0,
                    help="seed for the weights, augmentation and (unless --split-seed) the split")
     g.add_argument("--split-seed", type=int, metavar="SEED",
@@ -283,6 +292,7 @@ def _check_args(args: argparse.Namespace) -> None:
     if args.val_fraction <= 0:
         raise KwsError(f"--val-fraction {args.val_fraction}: expected > 0 (the best checkpoint is chosen "
                        "by validation loss)")
+    _check_swa_args(args)
     if args.train_on != "train":
         if args.early_stopping:
             raise KwsError(f"--early-stopping with --train-on {args.train_on}: the validation speakers are "
@@ -290,6 +300,29 @@ def _check_args(args: argparse.Namespace) -> None:
         if args.lr_schedule == "plateau":
             raise KwsError(f"--lr-schedule plateau with --train-on {args.train_on}: the validation speakers are "
                            "trained on, so there is no validation loss to follow; use cosine or constant")
+
+
+def _check_swa_args(args: argparse.Namespace) -> None:
+    """``--swa-epochs`` and ``--swa-lr``; fills in the default ``--swa-lr``."""
+    from kws.train.swa import DEFAULT_SWA_LR_FRACTION
+
+    if args.swa_lr is not None and not args.swa_epochs:
+        raise KwsError(f"--swa-lr {args.swa_lr}: needs --swa-epochs K (the epochs to average)")
+    if not args.swa_epochs:
+        return
+    if not 2 <= args.swa_epochs < args.epochs:
+        raise KwsError(f"--swa-epochs {args.swa_epochs}: expected 2 to {args.epochs - 1} (at least two epochs to "
+                       f"average, and at least one before them, out of --epochs {args.epochs})")
+    if args.swa_lr is None:
+        args.swa_lr = args.lr * DEFAULT_SWA_LR_FRACTION
+    if not (args.swa_lr > 0 and math.isfinite(args.swa_lr)):
+        raise KwsError(f"--swa-lr {args.swa_lr}: expected a positive number")
+    if args.lr_schedule == "plateau":
+        raise KwsError("--swa-epochs with --lr-schedule plateau: the averaged epochs need a fixed rate; "
+                       "use cosine or constant")
+    if args.early_stopping:
+        raise KwsError("--swa-epochs with --early-stopping: stopping early would skip the averaged epochs; "
+                       "give a fixed --epochs")
 
 
 def _check_out_dir(out: Path, force: bool) -> None:
@@ -426,15 +459,15 @@ def make_callbacks(args: argparse.Namespace, out: Path) -> list:
     import keras
 
     BestCheckpoint, EpochLog = _make_callbacks_module()
-    checkpoint = BestCheckpoint(out / "model.keras", keep="best" if args.train_on == "train" else "last")
+    from kws.train.swa import SwaSchedule, make_weight_average
+
+    # With weight averaging the result is the average, not a chosen epoch: keep the last one (for Ctrl-C).
+    keep = "best" if args.train_on == "train" and not args.swa_epochs else "last"
+    checkpoint = BestCheckpoint(out / "model.keras", keep=keep)
     callbacks: list = [checkpoint, EpochLog(args.epochs, checkpoint)]
-    if args.lr_schedule == "cosine":
-        base, total = args.lr, args.epochs
-
-        def cosine(epoch, lr=None):
-            return float(base * 0.5 * (1.0 + math.cos(math.pi * epoch / total)))
-
-        callbacks.append(keras.callbacks.LearningRateScheduler(cosine))
+    if args.lr_schedule == "cosine" or args.swa_epochs:
+        schedule = SwaSchedule(args.lr_schedule, args.lr, args.epochs, args.swa_epochs, args.swa_lr or 0.0)
+        callbacks.append(keras.callbacks.LearningRateScheduler(lambda epoch, lr=None: schedule(epoch)))
     elif args.lr_schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
                                                            patience=args.plateau_patience,
@@ -442,7 +475,33 @@ def make_callbacks(args: argparse.Namespace, out: Path) -> list:
     if args.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.early_stopping,
                                                        restore_best_weights=False))
+    if args.swa_epochs:
+        callbacks.append(make_weight_average(start_epoch=args.epochs - args.swa_epochs))
     return callbacks
+
+
+def _kept_model(checkpoint, swa: dict[str, Any]) -> str:
+    """What model.keras is, for the run's last lines."""
+    if swa.get("averaged_epochs"):
+        return f"model.keras: the average of the last {swa['averaged_epochs']} epoch(s)"
+    return f"{checkpoint.keep} checkpoint: epoch {checkpoint.best_epoch} ({checkpoint.monitor} {checkpoint.best:.4f})"
+
+
+def _finish_weight_average(model, averager, train_batches, checkpoint, args: argparse.Namespace) -> dict[str, Any]:
+    """After the last epoch of ``--swa-epochs``: put the averaged weights into ``model``, recompute
+    its batch-norm statistics on one epoch of training batches, and save it over the last
+    checkpoint (atomically, as the checkpoint is saved). Returns what model.json records."""
+    info: dict[str, Any] = {"epochs": args.swa_epochs, "lr": args.swa_lr}
+    if not averager.count:
+        logger.warning("--swa-epochs %d: no averaged epoch had a finite loss; model.keras is the last checkpoint",
+                       args.swa_epochs)
+        return {**info, "averaged_epochs": 0}
+    info.update(apply_average(model, averager, train_batches))
+    model.save(checkpoint.tmp)
+    os.replace(checkpoint.tmp, checkpoint.path)
+    print(f"weight averaging: the last {info['averaged_epochs']} epoch(s) averaged at lr {args.swa_lr:.2e}; "
+          f"batch-norm statistics recomputed on {info['bn_batches']} training batch(es)")
+    return info
 
 
 # ---------------------------------------------------------------------------------------
@@ -605,6 +664,8 @@ def _main(argv: Sequence[str] | None) -> int:
 
     callbacks = make_callbacks(args, out)
     checkpoint, epoch_log = callbacks[0], callbacks[1]
+    averager = next((c for c in callbacks if hasattr(c, "average")), None)
+    swa: dict[str, Any] = {}   # what --swa-epochs did, once it is done
     if args.hard_negatives > 0:
         miner = hard_negative_callback(train_batches, fraction=args.hard_negatives)
         if miner is None:
@@ -616,8 +677,9 @@ def _main(argv: Sequence[str] | None) -> int:
     def _training_summary(status: str) -> dict[str, Any]:
         return {**meta.extra["training"], "status": status, "finished_utc": _utc_now(),
                 "epochs_run": len(epoch_log.history.get("loss", [])), "best_epoch": checkpoint.best_epoch,
-                "best_val_loss": checkpoint.best if checkpoint.best_epoch and val_batches else None,
-                "best_val_accuracy": checkpoint.best_logs.get("val_accuracy"),
+                "best_val_loss": checkpoint.best if checkpoint.best_epoch and checkpoint.keep == "best" else None,
+                "best_val_accuracy": checkpoint.best_logs.get("val_accuracy") if checkpoint.keep == "best" else None,
+                **({"swa": swa} if swa else {}),
                 "stopped_early": bool(getattr(model, "stop_training", False))
                 and len(epoch_log.history.get("loss", [])) < args.epochs}
 
@@ -635,6 +697,8 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         model.fit(train_batches, validation_data=val_batches, epochs=args.epochs, callbacks=callbacks,
                   verbose=1 if args.verbose else 0, shuffle=False)
+        if averager is not None:
+            swa.update(_finish_weight_average(model, averager, train_batches, checkpoint, args))
     except KeyboardInterrupt:
         try:
             meta = meta.replace(training=_training_summary("interrupted"))
@@ -672,7 +736,7 @@ def _main(argv: Sequence[str] | None) -> int:
         if not len(eval_idx):
             meta = meta.replace(training=_training_summary("finished"))
             meta.save(out / "model.json")
-            print(f"last checkpoint: epoch {checkpoint.best_epoch} (loss {checkpoint.best:.4f}); trained on "
+            print(f"{_kept_model(checkpoint, swa)}; trained on "
                   f"{' + '.join(trained_on)}, nothing held out: not evaluated (no eval.json)")
             print(f"wrote {out}/: {', '.join(n for n in OUTPUT_FILES if (out / n).exists())}")
             return 0
@@ -682,7 +746,8 @@ def _main(argv: Sequence[str] | None) -> int:
         report = evaluate_checkpoint(best, EvalBatches(ds, eval_idx, features=features, batch_size=64),
                                      ds.label_names)
         report = {"split": eval_split, "checkpoint": {"epoch": checkpoint.best_epoch,
-                                                      "val_loss": checkpoint.best if val_batches else None},
+                                                      "val_loss": checkpoint.best if checkpoint.keep == "best"
+                                                      else None, **({"swa": swa} if swa else {})},
                   "model": args.model, "data": str(Path(args.data).resolve()), **report}
         write_json(report, out / "eval.json")
         plot_confusion(report["confusion"], ds.label_names, out / "confusion.png",
@@ -692,8 +757,7 @@ def _main(argv: Sequence[str] | None) -> int:
                                         "balanced_accuracy": report["balanced_accuracy"], "loss": report["loss"]})
         meta.save(out / "model.json")
         print(format_report(report))
-        print(f"{checkpoint.keep} checkpoint: epoch {checkpoint.best_epoch} "
-              f"({checkpoint.monitor} {checkpoint.best:.4f}); "
+        print(f"{_kept_model(checkpoint, swa)}; "
               f"{eval_split} accuracy {100 * report['accuracy']:.2f}% on {report['n']} clips")
         print(f"wrote {out}/: {', '.join(n for n in OUTPUT_FILES if (out / n).exists())}")
         return 0

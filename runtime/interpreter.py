@@ -16,6 +16,7 @@ zero point, read from the interpreter (not from the JSON).
 from __future__ import annotations
 
 import importlib
+import re
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,24 @@ def _import_backend(name: str):
     return getattr(module, "Interpreter", None)
 
 
+#: How to export a model without an op that an old interpreter lacks.
+_OP_HINTS = {"LOG": ", or merge the ensemble with kws-ensemble --combine geometric (its int8 graph has no LOG)"}
+
+
+def load_error(path: Path, backend: str, exc: Exception) -> ModelError:
+    """The error for a model the ``backend`` interpreter could not load. A model whose op (or op
+    version) is newer than the interpreter is named as such: tflite-runtime 2.14, the last release,
+    predates ops that TensorFlow's converter now writes (an ensemble's int8 LOG, for one)."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    missing = re.search(r"Didn't find op for builtin opcode '(\w+)' version '(\d+)'", first)
+    if missing:
+        op, version = missing[1], missing[2]
+        return ModelError(f"{path}: the {backend} interpreter has no {op} op of version {version}, which this "
+                          "model needs (the interpreter is older than the converter that wrote the model); "
+                          "run it with ai-edge-litert" + _OP_HINTS.get(op, ""))
+    return ModelError(f"{path}: not a loadable .tflite model ({first})")
+
+
 class TfliteModel:
     """A loaded .tflite model with one input and one output.
 
@@ -99,8 +118,7 @@ class TfliteModel:
             self._interp = interpreter_cls(model_path=str(self.path), num_threads=threads)
             self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"{self.path}: not a loadable .tflite model ({first})") from None
+            raise load_error(self.path, self.backend, exc) from None
         self.threads = threads
         inputs = self._interp.get_input_details()
         outputs = self._interp.get_output_details()
@@ -211,8 +229,7 @@ def builtin_graph_details(path: str | Path, *, backend: str = "auto") -> tuple[l
         interp = interpreter_cls(model_path=str(path), **kwargs)
         interp.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{path}: not a loadable .tflite model ({first})") from None
+        raise load_error(path, name, exc) from None
     return list(interp._get_ops_details()), list(interp.get_tensor_details())  # noqa: SLF001
 
 

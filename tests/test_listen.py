@@ -23,6 +23,7 @@ from fixtures_models import TINY_DETECTION, tiny_models  # noqa: F401 - fixture
 from kws.runtime import listen, sources
 from kws.runtime.audio_io import read_wav, write_wav
 from kws.runtime.detector import DetectorConfig
+from kws.runtime.errors import ModelError
 from kws.runtime.meta import ModelMeta, sidecar_path
 from kws.runtime.model import KwsModel
 from kws.runtime.pipeline import Pipeline, run_wav
@@ -446,6 +447,32 @@ def test_a_named_backend_that_is_not_installed_is_named(tiny_models, stream_file
     err = capsys.readouterr().err
     assert code == 2
     assert "interpreter backend 'tflite-runtime' is not installed (pip install tflite-runtime)" in err
+
+
+def test_an_op_newer_than_the_interpreter_is_named(tiny_models, monkeypatch):
+    import kws.runtime.interpreter as interpreter
+
+    class OldInterpreter:   # what tflite-runtime 2.14 says of an ensemble's int8 LOG
+        def __init__(self, **kwargs):
+            raise ValueError("Didn't find op for builtin opcode 'LOG' version '2'. An older version of this "
+                             "builtin might be supported. Are you using an old TFLite binary with a newer model?\n"
+                             "Registration failed.")
+
+    monkeypatch.setattr(interpreter, "_import_backend", lambda name: OldInterpreter)
+    with pytest.raises(ModelError) as info:
+        interpreter.TfliteModel(tiny_models["int8"], backend="tflite-runtime")
+    assert str(info.value) == (
+        f"{tiny_models['int8']}: the tflite-runtime interpreter has no LOG op of version 2, which this model needs "
+        "(the interpreter is older than the converter that wrote the model); run it with ai-edge-litert, or merge "
+        "the ensemble with kws-ensemble --combine geometric (its int8 graph has no LOG)")
+
+    class Broken:
+        def __init__(self, **kwargs):
+            raise RuntimeError("Model provided has model identifier 'abcd', should be 'TFL3'\n")
+
+    monkeypatch.setattr(interpreter, "_import_backend", lambda name: Broken)
+    with pytest.raises(ModelError, match=r"not a loadable .tflite model \(Model provided has model identifier"):
+        interpreter.TfliteModel(tiny_models["int8"])
 
 
 def test_quantization_is_read_from_the_model_when_the_json_has_none(tiny_models, tmp_path):

@@ -50,7 +50,7 @@ class SwaSchedule:
 
 
 def batch_norm_layers(model) -> list:
-    """Every ``BatchNormalization`` layer of ``model``, nested models and layers included."""
+    """Every ``BatchNormalization`` layer of ``model``, those of nested models included."""
     import keras
 
     found, seen, stack = [], set(), list(getattr(model, "layers", []))
@@ -61,7 +61,7 @@ def batch_norm_layers(model) -> list:
         seen.add(id(layer))
         if isinstance(layer, keras.layers.BatchNormalization):
             found.append(layer)
-        stack.extend(getattr(layer, "layers", None) or getattr(layer, "_layers", None) or [])
+        stack.extend(getattr(layer, "layers", None) or [])   # a nested model's own layers
     return found
 
 

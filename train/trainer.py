@@ -44,7 +44,7 @@ from kws.runtime.meta import ModelMeta
 from kws.train.augment import BALANCE_MODES, AugmentConfig
 from kws.train.data import TRAIN_ON
 from kws.train.nets import MODELS, describe_models, get_spec, resolve_knobs
-from kws.train.swa import apply_average
+from kws.train.swa import DEFAULT_SWA_LR_FRACTION, SwaSchedule, apply_average, make_weight_average
 
 logger = logging.getLogger(__name__)
 
@@ -304,8 +304,6 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def _check_swa_args(args: argparse.Namespace) -> None:
     """``--swa-epochs`` and ``--swa-lr``; fills in the default ``--swa-lr``."""
-    from kws.train.swa import DEFAULT_SWA_LR_FRACTION
-
     if args.swa_lr is not None and not args.swa_epochs:
         raise KwsError(f"--swa-lr {args.swa_lr}: needs --swa-epochs K (the epochs to average)")
     if not args.swa_epochs:
@@ -459,8 +457,6 @@ def make_callbacks(args: argparse.Namespace, out: Path) -> list:
     import keras
 
     BestCheckpoint, EpochLog = _make_callbacks_module()
-    from kws.train.swa import SwaSchedule, make_weight_average
-
     # With weight averaging the result is the average, not a chosen epoch: keep the last one (for Ctrl-C).
     keep = "best" if args.train_on == "train" and not args.swa_epochs else "last"
     checkpoint = BestCheckpoint(out / "model.keras", keep=keep)

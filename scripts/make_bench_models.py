@@ -49,7 +49,7 @@ DEFAULT_MODELS = ("conv1d", "spec2d", "dscnn")
 
 def features_for(name: str) -> FeatureConfig:
     """The default front-end of registry model ``name`` (its preset, as kws-train uses it)."""
-    from kws.train.dataset import feature_config
+    from kws.train.presets import feature_config
     from kws.train.nets import get_spec
 
     return feature_config(get_spec(name).features)

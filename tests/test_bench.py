@@ -135,7 +135,7 @@ def _registry_names() -> list[str]:
 @pytest.mark.parametrize("name", _registry_names())
 def test_graph_macs_match_keras_count_for_registry_models(name, tmp_path):
     """Every kws.train.nets model, small: the .tflite graph count equals kws.train.macs."""
-    from kws.train.dataset import feature_config
+    from kws.train.presets import feature_config
     from kws.train.macs import count_macs as keras_macs
     from kws.train.nets import build_model, get_spec
 

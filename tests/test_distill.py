@@ -22,7 +22,8 @@ keras = pytest.importorskip("keras")
 
 from kws.train import distill, trainer  # noqa: E402
 from kws.train.data import load_npz, split_dataset  # noqa: E402
-from kws.train.dataset import TrainBatches, feature_config  # noqa: E402
+from kws.train.dataset import TrainBatches  # noqa: E402
+from kws.train.presets import feature_config  # noqa: E402
 from kws.train.nets import build_model  # noqa: E402
 
 from test_train import _train  # noqa: E402

@@ -121,8 +121,8 @@ def test_kws_train_with_weight_averaging(tmp_path, synth_npz, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--swa-epochs", "1"], "--swa-epochs 1: expected 2 to 4 (at least two epochs to average"),
-    (["--swa-epochs", "5"], "--swa-epochs 5: expected 2 to 4"),
+    (["--swa-epochs", "1"], "--swa-epochs 1: expected at least 2 and fewer than --epochs 5 (two averaged"),
+    (["--swa-epochs", "5"], "--swa-epochs 5: expected at least 2 and fewer than --epochs 5"),
     (["--swa-lr", "1e-4"], "--swa-lr 0.0001: needs --swa-epochs K"),
     (["--swa-epochs", "2", "--swa-lr", "0"], "--swa-lr 0.0: expected a positive number"),
     (["--swa-epochs", "2", "--swa-lr", "nan"], "--swa-lr nan: expected a positive number"),

@@ -23,7 +23,8 @@ keras = pytest.importorskip("keras")
 
 from kws.train import trainer  # noqa: E402
 from kws.train.data import load_npz, split_dataset  # noqa: E402
-from kws.train.dataset import EvalBatches, TrainBatches, feature_config, preset_of  # noqa: E402
+from kws.train.dataset import EvalBatches, TrainBatches  # noqa: E402
+from kws.train.presets import feature_config, preset_of  # noqa: E402
 from kws.train.nets import MODELS, build_model  # noqa: E402
 
 from test_nets import TINY  # noqa: E402
@@ -926,3 +927,31 @@ def test_kws_train_failure_after_fit_marks_the_run_failed(tmp_path, synth_npz, c
         trainer.main(["--data", str(synth_npz), "--model", "dscnn", "--width", "4", "--depth", "1",
                       "--epochs", "1", "--steps-per-epoch", "1", "--out", str(out_dir)])
     assert ModelMeta.load(out_dir / "model.json").extra["training"]["status"] == "failed"
+
+
+_NO_KERAS = r"""
+import importlib.abc, sys
+class Blocker(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('tensorflow', 'keras'):
+            raise ImportError(f'blocked import of {name}')
+        return None
+sys.meta_path.insert(0, Blocker())
+from kws.train import trainer
+sys.exit(trainer.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("argv, code, message", [
+    (["--model", "dscnn", "--data", "x.npz", "--epochs", "0"], 2, "kws-train: error: --epochs 0: expected a positive"),
+    (["--model", "dscnn", "--data", "x.npz", "--swa-epochs", "1"], 2, "kws-train: error: --swa-epochs 1"),
+    (["--help"], 0, "--swa-epochs K"),
+])
+def test_kws_train_refuses_bad_flags_without_importing_tensorflow(argv, code, message):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", _NO_KERAS, *argv], capture_output=True, text=True)
+    assert result.returncode == code, result.stderr
+    assert message in result.stdout + result.stderr
+    assert "blocked import" not in result.stderr and "Traceback" not in result.stderr

@@ -4,7 +4,7 @@ Every model maps one feature window to ``n_classes`` LOGITS (no softmax layer); 
 categorical cross-entropy ``from_logits=True`` and the runtime applies the softmax.
 
 Select a model by name with :func:`build_model`; :data:`MODELS` lists the names with a one-line
-description, the default front-end preset (see :data:`kws.train.dataset.PRESETS`) and the knobs each takes.
+description, the default front-end preset (see :data:`kws.train.presets.PRESETS`) and the knobs each takes.
 
 Seed networks (``conv1d``, ``conv1d_skip``, ``spec2d``, ``spec2d_skip``)
     Blocks of convolutions (kernel 9 for Conv1D, 3x3 for Conv2D, padding ``same``, ReLU) with
@@ -59,7 +59,7 @@ class ModelSpec:
     description : str
         One line for ``kws-train --list-models`` and errors.
     features : str
-        Default front-end preset (a name in :data:`kws.train.dataset.PRESETS`).
+        Default front-end preset (a name in :data:`kws.train.presets.PRESETS`).
     knobs : Mapping[str, Any]
         Knob name -> default value; :func:`build_model` accepts exactly these.
     rank : int

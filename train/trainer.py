@@ -77,7 +77,7 @@ def _block_list(text: str) -> tuple[int, ...]:
 # Command line
 # ---------------------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
-    from kws.train.dataset import PRESETS
+    from kws.train.presets import PRESETS
 
     p = argparse.ArgumentParser(
         prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -309,8 +309,8 @@ def _check_swa_args(args: argparse.Namespace) -> None:
     if not args.swa_epochs:
         return
     if not 2 <= args.swa_epochs < args.epochs:
-        raise KwsError(f"--swa-epochs {args.swa_epochs}: expected 2 to {args.epochs - 1} (at least two epochs to "
-                       f"average, and at least one before them, out of --epochs {args.epochs})")
+        raise KwsError(f"--swa-epochs {args.swa_epochs}: expected at least 2 and fewer than --epochs {args.epochs} "
+                       "(two averaged epochs or more, after at least one other)")
     if args.swa_lr is None:
         args.swa_lr = args.lr * DEFAULT_SWA_LR_FRACTION
     if not (args.swa_lr > 0 and math.isfinite(args.swa_lr)):
@@ -548,7 +548,7 @@ def _main(argv: Sequence[str] | None) -> int:
     _check_out_dir(out, args.force)
 
     from kws.train.data import add_training_clips, class_counts, fold_in, load_npz, split_dataset
-    from kws.train.dataset import feature_config, preset_of
+    from kws.train.presets import feature_config, preset_of
 
     preset = args.features or spec.features
     ds = load_npz(args.data, allow_pickle=args.allow_pickle)

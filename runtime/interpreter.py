@@ -16,8 +16,8 @@ zero point, read from the interpreter (not from the JSON).
 from __future__ import annotations
 
 import importlib
-import re
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any

@@ -368,10 +368,14 @@ def _make_callbacks_module():
                 return
             if self.keep == "best" and float(value) >= self.best:
                 return
-            self.model.save(self.tmp)
-            os.replace(self.tmp, self.path)
+            self.write(self.model)
             self.best, self.best_epoch = float(value), epoch + 1
             self.best_logs = {k: float(v) for k, v in logs.items()}
+
+        def write(self, model) -> None:
+            """Save ``model`` over ``path``: to the temp file, then renamed."""
+            model.save(self.tmp)
+            os.replace(self.tmp, self.path)
 
     class EpochLog(keras.callbacks.Callback):
         """One line per epoch, and the history kept here (``fit`` loses it on Ctrl-C)."""
@@ -486,15 +490,14 @@ def _kept_model(checkpoint, swa: dict[str, Any]) -> str:
 def _finish_weight_average(model, averager, train_batches, checkpoint, args: argparse.Namespace) -> dict[str, Any]:
     """After the last epoch of ``--swa-epochs``: put the averaged weights into ``model``, recompute
     its batch-norm statistics on one epoch of training batches, and save it over the last
-    checkpoint (atomically, as the checkpoint is saved). Returns what model.json records."""
+    checkpoint (through the checkpoint's own atomic write). Returns what model.json records."""
     info: dict[str, Any] = {"epochs": args.swa_epochs, "lr": args.swa_lr}
     if not averager.count:
         logger.warning("--swa-epochs %d: no averaged epoch had a finite loss; model.keras is the last checkpoint",
                        args.swa_epochs)
         return {**info, "averaged_epochs": 0}
     info.update(apply_average(model, averager, train_batches))
-    model.save(checkpoint.tmp)
-    os.replace(checkpoint.tmp, checkpoint.path)
+    checkpoint.write(model)
     print(f"weight averaging: the last {info['averaged_epochs']} epoch(s) averaged at lr {args.swa_lr:.2e}; "
           f"batch-norm statistics recomputed on {info['bn_batches']} training batch(es)")
     return info

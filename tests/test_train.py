@@ -955,3 +955,30 @@ def test_kws_train_refuses_bad_flags_without_importing_tensorflow(argv, code, me
     assert result.returncode == code, result.stderr
     assert message in result.stdout + result.stderr
     assert "blocked import" not in result.stderr and "Traceback" not in result.stderr
+
+
+_TF_LOG_LEVEL = r"""
+import os, sys
+from kws.train import trainer
+rc = trainer.main(sys.argv[1:])
+print("TF_CPP_MIN_LOG_LEVEL=" + os.environ.get("TF_CPP_MIN_LOG_LEVEL", "unset"))
+sys.exit(rc)
+"""
+
+
+@pytest.mark.parametrize("preset, argv, expected", [
+    (None, ["--list-models"], "2"),            # TensorFlow's C++ start-up lines hidden by default
+    (None, ["--list-models", "-vv"], "0"),     # -vv shows them
+    ("1", ["--list-models"], "1"),             # a level the user set is kept
+])
+def test_kws_train_quiets_tensorflow_start_up_lines_unless_asked(preset, argv, expected):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    if preset is not None:
+        env["TF_CPP_MIN_LOG_LEVEL"] = preset
+    result = subprocess.run([sys.executable, "-c", _TF_LOG_LEVEL, *argv], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert f"TF_CPP_MIN_LOG_LEVEL={expected}" in result.stdout

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,6 +182,7 @@ def _parser() -> argparse.ArgumentParser:
 def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     configure_logging(-1 if args.quiet else 0)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up lines, before its lazy import
     if len(args.run) < 2:
         raise KwsError(f"--run: an ensemble needs at least 2 kws-train runs, got {len(args.run)}")
     out = Path(args.out)

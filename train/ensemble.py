@@ -197,8 +197,6 @@ def _main(argv: Sequence[str] | None) -> int:
     model = build_ensemble([m.model for m in members], combine=args.combine)
     meta = ensemble_meta(members, combine=args.combine)
 
-    import os
-
     from kws.runtime.fileio import write_atomically
 
     def save_keras(tmp: Path) -> None:   # Keras insists on the .keras suffix

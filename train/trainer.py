@@ -539,7 +539,7 @@ def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     configure_logging(-1 if args.quiet else max(0, args.verbose - 1))
     # TensorFlow's C++ start-up lines (CPU features, the generator's malloc note) say nothing a
-    # user can act on; -v shows them. Set before the first (lazy) TensorFlow import.
+    # user can act on; -vv shows them. Set before the first (lazy) TensorFlow import.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if args.verbose < 2 else "0")
     if args.list_models:
         print(describe_models())

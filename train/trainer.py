@@ -122,6 +122,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--early-stopping", type=int, default=0, metavar="PATIENCE",
                    help="stop after PATIENCE epochs without a lower val loss (0 = off)")
     g.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing (default 0)")
+    g.add_argument("--weight-decay", type=float, default=0.0, metavar="WD",
+                   help="decoupled weight decay (AdamW): every step shrinks each kernel by lr * WD; biases and "
+                        "batch-norm scales and offsets are not decayed (default 0: plain Adam)")
     g.add_argument("--swa-epochs", type=int, default=0, metavar="K",
                    help="stochastic weight averaging: train the last K epochs at --swa-lr, average the weights "
                         "at the end of each, then recompute the batch-norm statistics on one epoch of training "
@@ -273,6 +276,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise KwsError(f"--lr {args.lr}: expected a positive number")
     if not 0.0 <= args.label_smoothing < 1.0:
         raise KwsError(f"--label-smoothing {args.label_smoothing}: expected a number in [0, 1)")
+    if not (0.0 <= args.weight_decay < 1.0):   # also refuses nan
+        raise KwsError(f"--weight-decay {args.weight_decay}: expected a number in [0, 1) (0 = plain Adam)")
     if args.early_stopping < 0:
         raise KwsError(f"--early-stopping {args.early_stopping}: expected 0 (off) or a patience >= 1")
     if args.plateau_patience < 1:
@@ -454,6 +459,24 @@ def hard_negative_callback(train_batches, *, fraction: float, copies: int = HARD
                         "times", n_hard, len(unknown), self.last_min_score, copies)
 
     return HardNegatives()
+
+
+#: Variables that ``--weight-decay`` leaves alone: a name containing one of these is excluded.
+NOT_DECAYED = ("bias", "gamma", "beta")
+
+
+def make_optimizer(*, lr: float, weight_decay: float = 0.0):
+    """Adam at ``lr``, or AdamW when ``weight_decay`` > 0: each step multiplies every kernel by
+    ``1 - lr * weight_decay`` (decoupled from the gradient, Loshchilov & Hutter 2019), except the
+    variables named in :data:`NOT_DECAYED` (biases, batch-norm scales and offsets), whose size
+    sets no capacity. The learning-rate schedule scales the decay with the rate."""
+    import keras
+
+    if not weight_decay:
+        return keras.optimizers.Adam(learning_rate=lr)
+    optimizer = keras.optimizers.AdamW(learning_rate=lr, weight_decay=weight_decay)
+    optimizer.exclude_from_weight_decay(var_names=list(NOT_DECAYED))
+    return optimizer
 
 
 def make_callbacks(args: argparse.Namespace, out: Path) -> list:
@@ -645,7 +668,7 @@ def _main(argv: Sequence[str] | None) -> int:
     val_batches = (EvalBatches(ds, split.val, features=features, batch_size=max(args.batch_size, 64))
                    if len(split.val) else None)
 
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=args.lr),
+    model.compile(optimizer=make_optimizer(lr=args.lr, weight_decay=args.weight_decay),
                   loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=args.label_smoothing),
                   metrics=["accuracy"])
 

@@ -226,7 +226,8 @@ def map_labels(ds, labels: Sequence[str]) -> np.ndarray:
 
 
 def split_settings(meta: ModelMeta) -> dict[str, Any]:
-    """seed/val_fraction/test_fraction/by from model.json's ``split`` (kws-train's defaults else)."""
+    """seed/val_fraction/test_fraction (or seed/folds/fold)/by from model.json's ``split`` (kws-train's
+    defaults else): ``split_dataset``'s keyword arguments."""
     from kws.train.data import SPLIT_METHODS
 
     from kws.runtime.meta import split_seed_and_fractions
@@ -396,7 +397,7 @@ def export(source: Source, *, data_path: Path, out_dir: Path, kinds: Sequence[st
     try:
         staged, report = _write_all(source, flatbuffers, stage, kinds=kinds, rep=rep, split=split,
                                     split_info=split_info, ds=ds, y=y, threads=threads,
-                                    test_fraction=settings["test_fraction"])
+                                    test_fraction=settings.get("test_fraction"))
         try:
             for path in staged:
                 os.replace(path, out_dir / path.name)
@@ -418,7 +419,7 @@ def export(source: Source, *, data_path: Path, out_dir: Path, kinds: Sequence[st
 
 def _write_all(source: Source, flatbuffers: Mapping[str, bytes], stage: Path, *, kinds: Sequence[str], rep,
                split, split_info: dict, ds, y: np.ndarray, threads: int | None,
-               test_fraction: float) -> tuple[list[Path], dict | None]:
+               test_fraction: float | None) -> tuple[list[Path], dict | None]:
     """Write the models, their JSON and the parity report into ``stage``; returns the files and the
     parity report (None when the test split is empty)."""
     from kws.runtime.meta import trained_parts

@@ -154,9 +154,14 @@ def file_sha256(path: str | Path) -> str:
 
 def split_seed_and_fractions(split_meta: Mapping[str, Any] | None) -> dict[str, Any]:
     """``seed``, ``val_fraction``, ``test_fraction`` from a model JSON's ``split`` section (or a
-    stream truth's ``split_settings``), with kws-train's defaults (0, 0.1, 0.1) for what it lacks:
-    two records made with the same values chose the same speakers."""
+    stream truth's ``split_settings``), with kws-train's defaults (0, 0.1, 0.1) for what it lacks;
+    for a split into speaker folds (``kws-train --folds``) ``seed``, ``folds`` and ``fold`` instead
+    (the fractions play no part there). Two records that give the same dict chose the same
+    speakers; it is also what ``split_dataset`` takes."""
     raw = split_meta or {}
+    folds = int(raw.get("folds") or 0)
+    if folds:
+        return {"seed": int(raw.get("seed", 0)), "folds": folds, "fold": int(raw.get("fold", 0))}
     return {"seed": int(raw.get("seed", 0)), "val_fraction": float(raw.get("val_fraction", 0.1)),
             "test_fraction": float(raw.get("test_fraction", 0.1))}
 

@@ -8,7 +8,7 @@ import pytest
 from kws.runtime.errors import DataError
 from kws.runtime.labels import SEED_LABELS
 from kws.train import data as kdata
-from kws.train.data import Dataset, Split, class_counts, load_npz, split_dataset
+from kws.train.data import Dataset, Split, class_counts, load_npz, speaker_folds, split_dataset
 from kws.train.synth import synthetic_dataset
 
 
@@ -366,6 +366,47 @@ def test_zero_val_fraction(speaker_ds):
     _disjoint(split, len(speaker_ds))
 
 
+def test_speaker_folds_partition_the_speakers(speaker_ds):
+    of_clip = speaker_folds(speaker_ds, folds=5, seed=0)
+    assert of_clip.shape == (len(speaker_ds),) and set(of_clip.tolist()) == set(range(5))
+    spk = speaker_ds.speaker
+    for k in range(5):      # a speaker is in one fold only; every fold has every class
+        assert not set(spk[of_clip == k]) & set(spk[of_clip != k])
+        assert all(c > 0 for c in class_counts(speaker_ds, np.flatnonzero(of_clip == k)).values())
+    sizes = np.bincount(of_clip)
+    assert sizes.min() > 0.6 * len(speaker_ds) / 5 and sizes.max() < 1.4 * len(speaker_ds) / 5, sizes
+    np.testing.assert_array_equal(of_clip, speaker_folds(speaker_ds, folds=5, seed=0))
+    assert not np.array_equal(of_clip, speaker_folds(speaker_ds, folds=5, seed=1))
+
+
+def test_fold_splits_test_every_speaker_once(speaker_ds):
+    of_clip = speaker_folds(speaker_ds, folds=4, seed=2)
+    tested = []
+    for k in range(4):
+        split = split_dataset(speaker_ds, seed=2, folds=4, fold=k, val_fraction=0.3)   # fractions: ignored
+        assert split.by == "speaker"
+        _disjoint(split, len(speaker_ds))
+        np.testing.assert_array_equal(split.test, np.flatnonzero(of_clip == k))
+        np.testing.assert_array_equal(split.val, np.flatnonzero(of_clip == (k + 1) % 4))
+        assert _same(split, split_dataset(speaker_ds, seed=2, folds=4, fold=k))
+        tested.append(split.test)
+    np.testing.assert_array_equal(np.sort(np.concatenate(tested)), np.arange(len(speaker_ds)))
+
+
+def test_fold_split_errors(speaker_ds, small, tmp_path):
+    with pytest.raises(DataError, match=r"folds=2: expected a whole number >= 3"):
+        split_dataset(speaker_ds, folds=2)
+    with pytest.raises(DataError, match=r"fold=5: expected a whole number in \[0, 4\] \(folds=5\)"):
+        split_dataset(speaker_ds, folds=5, fold=5)
+    with pytest.raises(DataError, match="folds=5 splits by speaker; split method 'stratified' cannot make folds"):
+        split_dataset(speaker_ds, folds=5, by="stratified")
+    with pytest.raises(DataError, match=r"4 speaker\(s\), need at least 5 for 5 folds"):
+        split_dataset(load_npz(_save(tmp_path / "few.npz", small)), folds=5)
+    ds = load_npz(_save(tmp_path / "ns.npz", {"wav_vals": small["wav_vals"], "label_vals": small["label_vals"]}))
+    with pytest.raises(DataError, match="has no speaker array, cannot make folds of speakers"):
+        split_dataset(ds, folds=3)
+
+
 def test_class_counts(speaker_ds):
     counts = class_counts(speaker_ds)
     assert list(counts) == list(SEED_LABELS) and set(counts.values()) == {40}
@@ -386,6 +427,11 @@ def test_real_npz_speaker_split(shared_npz):
     for idx in (split.train, split.val, split.test):
         assert all(c > 0 for c in class_counts(ds, idx).values())
     assert _same(split, split_dataset(ds, seed=0))
+    # Models record only the split's seed and fractions; export and kws-data stream re-derive their
+    # held-out speakers from them, so the speakers chosen for a seed must never move.
+    import hashlib
+    digest = hashlib.sha1(np.concatenate([split.train, [-1], split.val, [-1], split.test]).tobytes()).hexdigest()
+    assert digest == "6a7297c920bac00c38ddaa63351977d59230f63d"
     audio = ds.audio(split.test[:4])
     assert audio.dtype == np.float32 and np.abs(audio).max() <= 1.0
 

@@ -197,4 +197,4 @@ def test_teacher_features_must_fit_its_input(tmp_path, teacher_run):
     meta.save(bad / "model.json")
     with pytest.raises(KwsError, match=r"takes input \(40, 126, 1\), but its feature JSON gives \(20, 126, 1\)"):
         distill.load_teachers([bad], labels=meta.labels, features=meta.features, n_clips=meta.extra["data"]["n_clips"],
-                              split={k: meta.extra["split"][k] for k in distill.SPLIT_KEYS})
+                              split=meta.extra["split"])

@@ -229,6 +229,15 @@ def test_streams_of_the_models_training_speakers_are_flagged(model_copy, streams
     with contextlib.redirect_stdout(text), contextlib.redirect_stderr(io.StringIO()):
         assert main([str(a) for a in args] + ["--truth", str(test_split)]) == 0
     assert "\nwarning: " in text.getvalue()
+    # speaker folds (kws-train --folds): the stream of fold 2 is held out for the fold-2 model only
+    fold2 = truth_with({"split": "test", "split_settings": {"seed": 0, "folds": 5, "fold": 2, "by": "speaker"}})
+    with_split({"seed": 0, "folds": 5, "fold": 2, "trained_on": ["train", "val"]})
+    code, report, _ = run_json(*args, "--truth", fold2)
+    assert code == 0 and report["warnings"] == []
+    with_split({"seed": 0, "folds": 5, "fold": 3, "trained_on": ["train", "val"]})
+    code, report, _ = run_json(*args, "--truth", fold2)
+    assert "built with split {'seed': 0, 'folds': 5, 'fold': 2}, the model was trained with {'seed': 0, " \
+           "'folds': 5, 'fold': 3}" in report["warnings"][0]
 
 
 def test_negatives_only_and_calibration_that_cannot_meet_the_target(model_copy, streams_dir, tmp_path):

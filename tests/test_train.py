@@ -761,6 +761,43 @@ def test_kws_train_on_train_and_val_keeps_the_last_epoch(tmp_path, synth_npz, ca
     assert "last checkpoint: epoch 2 (loss " in out
 
 
+def test_kws_train_on_a_fold_is_tested_and_exported_on_that_fold(tmp_path, synth_npz, capsys):
+    """--folds/--fold: the run, its export's parity report and kws-data stream all take the fold's
+    test speakers from model.json."""
+    out_dir = tmp_path / "fold1"
+    code, out, err = _train(capsys, "--data", synth_npz, "--model", "dscnn", "--width", 8, "--depth", 2,
+                            "--epochs", 1, "--steps-per-epoch", 2, "--folds", 5, "--fold", 1, "--split-seed", 4,
+                            "--train-on", "train+val", "--out", out_dir)
+    assert code == 0, err
+    ds = load_npz(synth_npz)
+    split = split_dataset(ds, seed=4, folds=5, fold=1)
+    assert f"split by speaker (fold 1 of 5 tested): train {len(split.train)}, val {len(split.val)}, " \
+           f"test {len(split.test)}" in out
+    saved = ModelMeta.load(out_dir / "model.json").extra["split"]
+    assert saved == {"seed": 4, "folds": 5, "fold": 1, "by": "speaker", "sizes": split.sizes(),
+                     "trained_on": ["train", "val"]}
+    report = json.loads((out_dir / "eval.json").read_text())
+    assert report["split"] == "test" and report["n"] == len(split.test)
+
+    from kws.convert.export import main as export_main
+
+    assert export_main(["--model", str(out_dir), "--out", str(out_dir / "export"), "-q"]) == 0
+    parity = json.loads((out_dir / "export" / "parity.json").read_text())
+    assert parity["held_out"] is True and parity["n"] == len(split.test)
+    exported = ModelMeta.load(out_dir / "export" / "model_float32.json").extra["split"]
+    assert {k: exported[k] for k in ("seed", "folds", "fold")} == {"seed": 4, "folds": 5, "fold": 1}
+
+    from kws.train.data_cli import main as data_main
+
+    stream = tmp_path / "fold1.wav"
+    assert data_main(["-q", "stream", "--data", str(synth_npz), "--minutes", "0.5", "--out", str(stream),
+                      "--model-json", str(out_dir / "model.json")]) == 0
+    truth = json.loads(stream.with_suffix(".json").read_text())
+    used = {e["clip_index"] for e in truth["events"] + truth["unknown_events"]}
+    assert used and used <= set(split.test.tolist())
+    assert truth["settings"]["split_settings"] == {"seed": 4, "folds": 5, "fold": 1, "by": "speaker"}
+
+
 def test_kws_train_on_all_writes_no_evaluation(tmp_path, synth_npz, capsys):
     out_dir = tmp_path / "all"
     code, out, err = _train(capsys, "--data", synth_npz, "--model", "dscnn", "--width", 8, "--depth", 2,
@@ -823,6 +860,14 @@ def test_kws_train_extra_train_refuses_held_out_speakers(tmp_path, synth_npz, ca
     (["--data", "{synth}", "--model", "dscnn", "--snr-db", "0", "inf"], "(--snr-db): expected two finite numbers"),
     (["--data", "{synth}", "--model", "dscnn", "--gain-db", "nan"], "(--gain-db): expected a number >= 0"),
     (["--data", "{synth}", "--model", "dscnn", "--time-shift-ms", "nan"], "(--time-shift-ms): expected a number >= 0"),
+    (["--data", "{synth}", "--model", "dscnn", "--fold", "1"], "--fold 1: needs --folds N"),
+    (["--data", "{synth}", "--model", "dscnn", "--folds", "2", "--fold", "0"], "--folds 2: expected at least 3"),
+    (["--data", "{synth}", "--model", "dscnn", "--folds", "5"], "--folds 5: give --fold K too (the fold to test on, 0 to 4)"),
+    (["--data", "{synth}", "--model", "dscnn", "--folds", "5", "--fold", "5"], "--fold 5: expected 0 to 4 (--folds 5)"),
+    (["--data", "{synth}", "--model", "dscnn", "--folds", "5", "--fold", "1", "--train-on", "all"],
+     "--folds with --train-on all: every speaker is trained on, so a fold holds nothing out; drop --folds, or use "
+     "--train-on train+val to test on fold 1"),
+    (["--data", "{synth}", "--model", "dscnn", "--folds", "20", "--fold", "0"], "10 speaker(s), need at least 20 for 20 folds"),
 ])
 def test_bad_inputs_one_line_exit_2(tmp_path, synth_npz, capsys, argv, message):
     out_dir = tmp_path / "out"

@@ -402,37 +402,39 @@ def _n_splits(val_fraction: float, test_fraction: float) -> int:
     return 1 + (val_fraction > 0) + (test_fraction > 0)
 
 
-def _split_by_speaker(ds: Dataset, seed: int, val_fraction: float, test_fraction: float) -> Split:
-    """Assign whole speakers to splits, keeping every class present and the class mix near the fractions.
+def _assign_speakers(counts: np.ndarray, fractions: np.ndarray, seed: int, *, first_takes_biggest: bool) -> np.ndarray:
+    """Give each speaker one part, keeping every class present in each part and the class mix
+    near the ``fractions``.
 
-    1. Coverage: for each class, rarest (fewest speakers) first, give train, then val, then test
-       one speaker of the class unless they already have it and while free speakers of it remain.
-       Train takes the biggest speaker of the class (ties: seeded), val and test one of the smallest
-       (at most twice the smallest, picked by the seed), so big speakers do not blow the val/test
-       size budget. (A class with exactly three speakers thus gives test the middle one.)
+    1. Coverage: for each class, rarest (fewest speakers) first, give each part in order one
+       speaker of the class unless it already has one and while free speakers of it remain. Part
+       0 takes the biggest speaker of the class when ``first_takes_biggest`` (ties: seeded), every
+       other part one of the smallest (at most twice the smallest, picked by the seed), so big
+       speakers do not blow a small part's size budget.
     2. Fill: the other speakers, roughly biggest first (size times a seeded random factor in
-       [0.5, 1.5]), go to the split whose per-class clip counts are furthest below their targets
-       (``fraction * class total``), weighted by the speaker's own classes. Big pseudo-speakers thus
-       land in train and val/test stay stratified.
+       [0.5, 1.5]), go to the part whose per-class clip counts are furthest below their targets
+       (``fraction * class total``), weighted by the speaker's own classes.
+
+    Parameters
+    ----------
+    counts : int array (n_speakers, n_labels), clips of each class by each speaker
+    fractions : float array (n_parts,), the target share of each part (a part at 0 gets nobody)
+    seed : int
+
+    Returns
+    -------
+    int64 array (n_speakers,): the part of each speaker.
     """
-    speakers, spk_of_clip = np.unique(ds.speaker, return_inverse=True)
-    spk_of_clip = spk_of_clip.reshape(-1)
-    n_spk = len(speakers)
-    n_labels = len(ds.label_names)
+    n_spk = counts.shape[0]
     rng = np.random.default_rng(seed)
     rank = np.empty(n_spk, dtype=np.int64)
     rank[rng.permutation(n_spk)] = np.arange(n_spk)
-    counts = np.zeros((n_spk, n_labels), dtype=np.int64)  # clips of class c by speaker s
-    np.add.at(counts, (spk_of_clip, ds.labels), 1)
     spk_size = counts.sum(axis=1)
     has = counts > 0
-
-    TRAIN, VAL, TEST = 0, 1, 2
-    fractions = np.array([1.0 - val_fraction - test_fraction, val_fraction, test_fraction])
-    active = [s for s in (TRAIN, VAL, TEST) if fractions[s] > 0]
+    active = [s for s in range(len(fractions)) if fractions[s] > 0]
     totals = counts.sum(axis=0).astype(np.float64)
     targets = fractions[:, None] * totals[None, :]
-    filled = np.zeros((3, n_labels), dtype=np.float64)
+    filled = np.zeros(targets.shape, dtype=np.float64)
     assign = np.full(n_spk, -1, dtype=np.int64)
 
     def _put(spk: int, s: int) -> None:
@@ -448,8 +450,8 @@ def _split_by_speaker(ds: Dataset, seed: int, val_fraction: float, test_fraction
             if len(free) == 0:
                 break
             size = spk_size[free]
-            # train: the biggest speaker; val/test: one of the small ones (seeded choice)
-            pool = free[size == size.max()] if s == TRAIN else free[size <= 2 * size.min()]
+            biggest = first_takes_biggest and s == 0
+            pool = free[size == size.max()] if biggest else free[size <= 2 * size.min()]
             _put(int(pool[np.argmin(rank[pool])]), s)
 
     scale = 1.0 / np.maximum(totals, 1.0)
@@ -457,17 +459,75 @@ def _split_by_speaker(ds: Dataset, seed: int, val_fraction: float, test_fraction
     for spk in np.lexsort((rank, -spk_size * jitter)):
         if assign[spk] != -1:
             continue
-        need = ((targets - filled) * scale[None, :]) @ counts[spk]  # (3,) deficit seen by this speaker
+        need = ((targets - filled) * scale[None, :]) @ counts[spk]  # (n_parts,) deficit seen by this speaker
         _put(int(spk), max(active, key=lambda s: need[s]))
+    return assign
 
-    clip_split = assign[spk_of_clip]
-    split = Split(train=np.flatnonzero(clip_split == TRAIN), val=np.flatnonzero(clip_split == VAL),
-                  test=np.flatnonzero(clip_split == TEST), by="speaker")
+
+def _speaker_counts(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """``(spk_of_clip int64 (n_clips,), counts int64 (n_speakers, n_labels))`` of ``ds``."""
+    speakers, spk_of_clip = np.unique(ds.speaker, return_inverse=True)
+    spk_of_clip = spk_of_clip.reshape(-1)
+    counts = np.zeros((len(speakers), len(ds.label_names)), dtype=np.int64)  # clips of class c by speaker s
+    np.add.at(counts, (spk_of_clip, ds.labels), 1)
+    return spk_of_clip, counts
+
+
+def _warn_missing_classes(ds: Dataset, split: Split, how: str) -> None:
     everywhere = class_counts(ds)
     for name, idx in (("val", split.val), ("test", split.test)):
         missing = [n for n, k in class_counts(ds, idx).items() if k == 0 and everywhere[n] > 0]
         if missing and len(idx):
-            logger.warning("speaker split: %s has no clips of %s (too few speakers)", name, ", ".join(missing))
+            logger.warning("%s: %s has no clips of %s (too few speakers)", how, name, ", ".join(missing))
+
+
+def _split_by_speaker(ds: Dataset, seed: int, val_fraction: float, test_fraction: float) -> Split:
+    """Assign whole speakers to train, val and test (:func:`_assign_speakers`, train taking the
+    biggest speaker of each class, so that big pseudo-speakers land in train and val/test stay
+    stratified). A class with exactly three speakers thus gives test the middle one."""
+    spk_of_clip, counts = _speaker_counts(ds)
+    TRAIN, VAL, TEST = 0, 1, 2
+    fractions = np.array([1.0 - val_fraction - test_fraction, val_fraction, test_fraction])
+    clip_split = _assign_speakers(counts, fractions, seed, first_takes_biggest=True)[spk_of_clip]
+    split = Split(train=np.flatnonzero(clip_split == TRAIN), val=np.flatnonzero(clip_split == VAL),
+                  test=np.flatnonzero(clip_split == TEST), by="speaker")
+    _warn_missing_classes(ds, split, "speaker split")
+    return split
+
+
+def speaker_folds(ds: Dataset, *, folds: int, seed: int = 0) -> np.ndarray:
+    """Deal the speakers of ``ds`` into ``folds`` folds of about equal size and class mix.
+
+    Every fold takes one of the small speakers of each class first (while there are enough
+    speakers of it), then the rest go biggest first to the fold furthest below its share
+    (:func:`_assign_speakers` with equal fractions). A big speaker lands whole in one fold, so a
+    set with pseudo-speakers (a corpus of hundreds of clips under one id) gives that fold a
+    lopsided test set: it is still held out.
+
+    Returns
+    -------
+    int64 array (n_clips,): the fold of each clip, in ``range(folds)``.
+    """
+    if ds.speaker is None:
+        raise DataError(f"{ds.path}: has no speaker array, cannot make folds of speakers")
+    if not isinstance(folds, (int, np.integer)) or folds < 3:
+        raise DataError(f"folds={folds!r}: expected a whole number >= 3 (test, validation and training folds)")
+    spk_of_clip, counts = _speaker_counts(ds)
+    if counts.shape[0] < folds:
+        raise DataError(f"{ds.path}: {counts.shape[0]} speaker(s), need at least {folds} for {folds} folds")
+    return _assign_speakers(counts, np.full(folds, 1.0 / folds), seed, first_takes_biggest=False)[spk_of_clip]
+
+
+def _split_by_fold(ds: Dataset, seed: int, folds: int, fold: int) -> Split:
+    """Test is fold ``fold`` of :func:`speaker_folds`, validation the next one (cyclically), train
+    the others: over ``fold`` = 0 .. folds-1 every speaker is tested exactly once."""
+    if not isinstance(fold, (int, np.integer)) or not 0 <= fold < folds:
+        raise DataError(f"fold={fold!r}: expected a whole number in [0, {folds - 1}] (folds={folds})")
+    of_clip = speaker_folds(ds, folds=folds, seed=seed)
+    val_fold = (fold + 1) % folds
+    split = Split(train=np.flatnonzero((of_clip != fold) & (of_clip != val_fold)),
+                  val=np.flatnonzero(of_clip == val_fold), test=np.flatnonzero(of_clip == fold), by="speaker")
+    _warn_missing_classes(ds, split, f"fold {fold} of {folds}")
     return split
 
 
@@ -503,7 +563,7 @@ def _split_from_array(ds: Dataset) -> Split:
 
 
 def split_dataset(ds: Dataset, *, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.1,
-                  by: str = "auto") -> Split:
+                  by: str = "auto", folds: int = 0, fold: int = 0) -> Split:
     """Split ``ds`` into train/val/test index arrays, reproducibly for a ``seed``.
 
     Parameters
@@ -516,6 +576,10 @@ def split_dataset(ds: Dataset, *, seed: int = 0, val_fraction: float = 0.1, test
         set has fewer speakers than splits.
     val_fraction, test_fraction : float
         Target fraction of clips (not speakers) in validation and test.
+    folds, fold : int
+        ``folds`` >= 3 splits by speaker folds instead (cross-validation, :func:`speaker_folds`):
+        test is fold ``fold``, validation fold ``fold + 1`` (cyclically), train the rest; the
+        fractions are then ignored. 0 (default): no folds.
 
     Returns
     -------
@@ -523,6 +587,10 @@ def split_dataset(ds: Dataset, *, seed: int = 0, val_fraction: float = 0.1, test
     """
     if by not in SPLIT_METHODS:
         raise DataError(f"split method {by!r} is unknown, expected one of {', '.join(SPLIT_METHODS)}")
+    if folds:
+        if by not in ("auto", "speaker"):
+            raise DataError(f"folds={folds} splits by speaker; split method {by!r} cannot make folds")
+        return _split_by_fold(ds, seed, folds, fold)
     _check_fractions(val_fraction, test_fraction)
     if by in ("auto", "speaker"):
         if ds.speaker is None:

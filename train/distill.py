@@ -37,9 +37,6 @@ from kws.runtime.meta import ModelMeta
 
 logger = logging.getLogger(__name__)
 
-#: The ``split`` keys a teacher must share with the student.
-SPLIT_KEYS = ("seed", "val_fraction", "test_fraction")
-
 
 @dataclass(frozen=True)
 class TeacherInfo:
@@ -59,7 +56,8 @@ def check_teacher(meta: ModelMeta, *, source: str, labels: Sequence[str], featur
                   split: Mapping[str, Any], n_clips: int) -> None:
     """Refuse a teacher whose labels, front-end or split differ from the student's.
 
-    ``split`` holds the student's ``seed``, ``val_fraction`` and ``test_fraction``; ``n_clips``
+    ``split`` holds the student's ``seed`` and ``val_fraction`` and ``test_fraction`` (or ``folds``
+    and ``fold``: :func:`kws.runtime.meta.split_seed_and_fractions`); ``n_clips``
     the student's data size. Raises :class:`KwsError` naming the first difference.
     """
     if tuple(meta.labels) != tuple(labels):
@@ -70,13 +68,15 @@ def check_teacher(meta: ModelMeta, *, source: str, labels: Sequence[str], featur
         diff = ", ".join(f"{k} {theirs.get(k)!r} (student {mine.get(k)!r})"
                          for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k))
         raise KwsError(f"--teacher {source}: its front-end differs from the student's: {diff}")
+    from kws.runtime.meta import split_seed_and_fractions, trained_parts
+
     t_split = meta.extra.get("split") or {}
-    for key in SPLIT_KEYS:
-        if t_split.get(key) != split.get(key):
-            raise KwsError(f"--teacher {source}: trained with split {key} {t_split.get(key)!r}, the "
-                           f"student uses {split.get(key)!r}; a teacher must share the student's split "
+    theirs, mine = split_seed_and_fractions(t_split), split_seed_and_fractions(split)
+    for key in (*mine, *(k for k in theirs if k not in mine)):
+        if theirs.get(key) != mine.get(key):
+            raise KwsError(f"--teacher {source}: trained with split {key} {theirs.get(key)!r}, the "
+                           f"student uses {mine.get(key)!r}; a teacher must share the student's split "
                            "(else it has learned from the student's validation or test speakers)")
-    from kws.runtime.meta import trained_parts
 
     seen = sorted(set(trained_parts(t_split)) - set(trained_parts(split)))
     if seen:

@@ -473,7 +473,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _split_indices(ds, split: str, model_json: str | None) -> tuple[np.ndarray, dict[str, Any]]:
-    from kws.runtime.meta import trained_parts
+    from kws.runtime.meta import split_seed_and_fractions, trained_parts
     from kws.train.data import SPLIT_METHODS, split_dataset
 
     if split == "all":
@@ -486,7 +486,7 @@ def _split_indices(ds, split: str, model_json: str | None) -> tuple[np.ndarray, 
         if not isinstance(saved, dict):
             raise DataError(f"--model-json {model_json}: has no 'split' section (expected the JSON of a "
                             "model trained by kws-train)")
-        kwargs = {k: saved[k] for k in ("seed", "val_fraction", "test_fraction") if k in saved}
+        kwargs = split_seed_and_fractions(saved)
         if saved.get("by") in SPLIT_METHODS:
             kwargs["by"] = saved["by"]
         trained_on = trained_parts(saved)

@@ -139,6 +139,11 @@ def _parser() -> argparse.ArgumentParser:
                         "on the same training, validation and test speakers")
     g.add_argument("--val-fraction", type=float, default=0.1, help="fraction of clips for validation")
     g.add_argument("--test-fraction", type=float, default=0.1, help="fraction of clips for the test")
+    g.add_argument("--folds", type=int, default=0, metavar="N",
+                   help="cross-validation by speaker: deal the speakers into N folds (N >= 3, seeded by "
+                        "--split-seed); test is fold --fold, validation the next fold, training the rest; "
+                        "--val-fraction and --test-fraction are then ignored (default 0: no folds)")
+    g.add_argument("--fold", type=int, metavar="K", help="with --folds N: the fold to test on, 0 to N-1")
     g.add_argument("--train-on", choices=tuple(TRAIN_ON), default="train",
                    help="train (default): fit on the training split, keep the best checkpoint by validation "
                         "loss. train+val, all: the final fit of a recipe already chosen on held-out speakers; "
@@ -272,6 +277,7 @@ def _check_args(args: argparse.Namespace) -> None:
     for flag, value in (("--seed", args.seed), ("--split-seed", args.split_seed)):
         if value is not None:
             check_seed(value, flag=flag)
+    _check_fold_args(args)
     if not (args.lr > 0 and math.isfinite(args.lr)):
         raise KwsError(f"--lr {args.lr}: expected a positive number")
     if not 0.0 <= args.label_smoothing < 1.0:
@@ -305,6 +311,32 @@ def _check_args(args: argparse.Namespace) -> None:
         if args.lr_schedule == "plateau":
             raise KwsError(f"--lr-schedule plateau with --train-on {args.train_on}: the validation speakers are "
                            "trained on, so there is no validation loss to follow; use cosine or constant")
+
+
+def _check_fold_args(args: argparse.Namespace) -> None:
+    """``--folds`` and ``--fold``."""
+    if args.fold is not None and not args.folds:
+        raise KwsError(f"--fold {args.fold}: needs --folds N (the number of speaker folds)")
+    if not args.folds:
+        return
+    if args.folds < 3:
+        raise KwsError(f"--folds {args.folds}: expected at least 3 (a test, a validation and a training fold)")
+    if args.fold is None:
+        raise KwsError(f"--folds {args.folds}: give --fold K too (the fold to test on, 0 to {args.folds - 1})")
+    if not 0 <= args.fold < args.folds:
+        raise KwsError(f"--fold {args.fold}: expected 0 to {args.folds - 1} (--folds {args.folds})")
+    if args.train_on == "all":
+        raise KwsError(f"--folds with --train-on all: every speaker is trained on, so a fold holds nothing out; "
+                       f"drop --folds, or use --train-on train+val to test on fold {args.fold}")
+
+
+def split_identity(args: argparse.Namespace) -> dict[str, Any]:
+    """What chooses the speakers of each part: ``split_dataset``'s keyword arguments, as model.json's
+    ``split`` records them (see :func:`kws.runtime.meta.split_seed_and_fractions`)."""
+    seed = args.seed if args.split_seed is None else args.split_seed
+    if args.folds:
+        return {"seed": seed, "folds": args.folds, "fold": args.fold}
+    return {"seed": seed, "val_fraction": args.val_fraction, "test_fraction": args.test_fraction}
 
 
 def _check_swa_args(args: argparse.Namespace) -> None:
@@ -589,8 +621,8 @@ def _main(argv: Sequence[str] | None) -> int:
     if aug.vtlp_prob > 0 and features.kind == "waveform":
         raise KwsError(f"--vtlp {args.vtlp} warps a spectrum; --features {preset} has none (use a spectrogram "
                        "model, or drop --vtlp)")
-    split_seed = args.seed if args.split_seed is None else args.split_seed
-    split = split_dataset(ds, seed=split_seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction)
+    split_id = split_identity(args)
+    split = split_dataset(ds, **split_id)
     if len(split.train) == 0 or len(split.val) == 0:
         raise KwsError(f"{args.data}: split gives train={len(split.train)}, val={len(split.val)} clips; "
                        "need both non-empty (add clips or change --val-fraction/--test-fraction)")
@@ -631,11 +663,11 @@ def _main(argv: Sequence[str] | None) -> int:
 
         teacher, teacher_infos = load_teachers(
             args.teacher, labels=ds.label_names, features=features, n_clips=n_clips,
-            split={"seed": split_seed, "val_fraction": args.val_fraction, "test_fraction": args.test_fraction,
-                   "trained_on": list(trained_on)})
+            split={**split_id, "trained_on": list(trained_on)})
     print(f"model {args.model} {knobs}: {n_params:,} parameters, {format_macs(macs)} MACs per inference "
           f"({macs:,}); input {features.input_shape} ({preset})")
-    print(f"data {args.data}: {n_clips} clips; split by {split.by}: train {sizes['train']}, "
+    folds = f" (fold {args.fold} of {args.folds} tested)" if args.folds else ""
+    print(f"data {args.data}: {n_clips} clips; split by {split.by}{folds}: train {sizes['train']}, "
           f"val {sizes['val']}, test {sizes['test']}")
     if args.train_on != "train":
         print(f"training on {' + '.join(trained_on)}: {len(split.train)} clips; no validation, model.keras is "
@@ -675,8 +707,7 @@ def _main(argv: Sequence[str] | None) -> int:
     meta = ModelMeta(tuple(ds.label_names), features, {
         "architecture": {"name": args.model, "params": knobs, "macs": macs, "parameters": n_params,
                          "input_shape": list(features.input_shape), "description": spec.description},
-        "split": {"seed": split_seed, "val_fraction": args.val_fraction, "test_fraction": args.test_fraction,
-                  "by": split.by, "sizes": sizes, "trained_on": list(trained_on)},
+        "split": {**split_id, "by": split.by, "sizes": sizes, "trained_on": list(trained_on)},
         "training": {**_jsonable_args(args), "features_preset": preset_of(features),
                      "augmentation": aug.to_dict(), "noise": noise_bank.source if noise_bank else None,
                      "status": "running", "started_utc": _utc_now(), "keras": keras.__version__,

@@ -288,6 +288,21 @@ def test_noise_dir(synth_npz, tmp_path):
         run_cli("--data", synth_npz, "--minutes", 0.5, "--out", tmp_path / "s.wav", "--noise-dir", empty, "--force")
 
 
+def test_noise_from_outside_the_chosen_clips_is_said(ds, caplog):
+    """Chosen clips without silence (a speaker fold, say): the noise is the npz's silence clips,
+    which a model may have trained on, and a warning says so; with silence among them, nothing."""
+    names = np.asarray(ds.label_names)[ds.labels]
+    settings = StreamSettings(minutes=0.5, snr_db=10.0, seed=1)
+    with caplog.at_level("WARNING", logger="kws.train.streams"):
+        build_stream(ds, np.flatnonzero(names != "silence"), settings, progress=False)
+    assert f"the chosen clips hold no silence clip: the noise comes from the npz's {int((names == 'silence').sum())} " \
+           "silence clips, which a model may have trained on" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="kws.train.streams"):
+        build_stream(ds, np.arange(len(ds)), settings, progress=False)
+    assert "hold no silence clip" not in caplog.text
+
+
 def _one_line_error(capsys, argv) -> str:
     from kws.train.data_cli import main
 

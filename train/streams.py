@@ -390,6 +390,10 @@ def build_stream(ds, indices: np.ndarray, settings: StreamSettings, *, noise: Se
             silence_idx = indices[names == SILENCE]
             if not len(silence_idx):
                 silence_idx = np.flatnonzero(np.asarray(ds.label_names)[ds.labels] == SILENCE)
+                if len(silence_idx):
+                    logger.warning("the chosen clips hold no %s clip: the noise comes from the npz's %d %s clips, "
+                                   "which a model may have trained on (give --noise-dir for unseen noise)",
+                                   SILENCE, len(silence_idx), SILENCE)
             noise = [ds.audio(int(i)) for i in silence_idx]
         if word_powers:
             speech_power = float(np.mean(word_powers))

@@ -514,3 +514,17 @@ def choose_threshold(points: Sequence[SweepPoint], target_fa_per_hour: float) ->
         else:
             break
     return chosen
+
+
+def best_at_or_under(points: Sequence[SweepPoint], target_fa_per_hour: float) -> SweepPoint | None:
+    """The swept point with the most hits among those at or under ``target_fa_per_hour``.
+
+    This reads the DET curve ("hits at <= 1 FA/hour"): the best operating point the sweep found
+    within the budget, which on a non-monotone sweep may sit below a threshold that exceeds it
+    (:func:`choose_threshold`, used to calibrate, refuses such a lucky dip). Ties go to the
+    point with fewer false accepts, then the higher threshold. None when no point qualifies.
+    """
+    ok = [p for p in points if p.fa_per_hour <= target_fa_per_hour + 1e-12]
+    if not ok:
+        return None
+    return max(ok, key=lambda p: (p.hits, -p.false_accepts, p.threshold))

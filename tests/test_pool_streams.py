@@ -1,0 +1,175 @@
+"""kws-pool-streams: pooling kws-eval-stream reports, against hand counts and against kws-eval-stream's own pooling."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+from fixtures_models import tiny_models  # noqa: F401  (session fixture)
+
+from kws.runtime.eval_stream import main as eval_stream
+from kws.runtime.pool_streams import load_report, main, pool
+from kws.runtime.scoring import SweepPoint, best_at_or_under, choose_threshold
+
+
+def run(*argv) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+def write_report(path: Path, rows, *, duration_s: float = 3600.0, hop_ms: float = 250.0,
+                 smoothing: int = 3, wav: str | None = None) -> Path:
+    """A minimal kws-eval-stream --json report: rows are (threshold, hits, n_events, false_accepts)."""
+    hours = duration_s / 3600
+    sweep = [{"threshold": t, "n_events": n, "hits": h, "hit_rate": h / n if n else None,
+              "miss_rate": 1 - h / n if n else None, "false_accepts": fa, "fa_per_hour": fa / hours,
+              "false_accept_clips": fa} for t, h, n, fa in rows]
+    report = {"model": "m.tflite", "hop_ms": hop_ms, "tolerance_s": 0.75,
+              "detector": {"threshold": 0.7, "smoothing_windows": smoothing, "refractory_ms": 1000.0, "min_count": 1},
+              "hours": hours, "streams": [{"wav": wav or f"{path.stem}.wav"}],
+              "score": {"duration_s": duration_s, "n_events": rows[0][2]}, "sweep": sweep}
+    path.write_text(json.dumps(report))
+    return path
+
+
+def test_best_at_or_under_reads_the_det_curve_where_calibration_is_stricter():
+    points = [SweepPoint(0.5, 90, 100, 5, 5.0), SweepPoint(0.6, 80, 100, 1, 1.0),   # a lucky dip at 0.6
+              SweepPoint(0.7, 70, 100, 2, 2.0), SweepPoint(0.8, 60, 100, 0, 0.0)]
+    assert best_at_or_under(points, 1.0).threshold == 0.6
+    assert choose_threshold(points, 1.0).threshold == 0.8
+    assert best_at_or_under(points, 0.0).threshold == 0.8
+    assert best_at_or_under(points[:3], 0.5) is None
+    tie = [SweepPoint(0.5, 80, 100, 2, 2.0), SweepPoint(0.6, 80, 100, 1, 1.0), SweepPoint(0.7, 80, 100, 1, 1.0)]
+    assert best_at_or_under(tie, 3.0).threshold == 0.7                      # fewest FAs, then the higher one
+
+
+def test_pooled_counts_by_hand(tmp_path):
+    a = write_report(tmp_path / "a.json", [(0.5, 90, 100, 4), (0.7, 80, 100, 1), (0.9, 50, 100, 0)])
+    b = write_report(tmp_path / "b.json", [(0.5, 40, 50, 2), (0.7, 30, 50, 2), (0.9, 20, 50, 1)],
+                     duration_s=7200.0)
+    result = pool([load_report(a), load_report(b)], [0.5, 1.0, 2.0])
+    pooled = result["pooled"]
+    assert pooled["hours"] == pytest.approx(3.0) and pooled["n_events"] == 150
+    sweep = {p["threshold"]: p for p in pooled["sweep"]}
+    assert sweep[0.5]["hits"] == 130 and sweep[0.5]["false_accepts"] == 6
+    assert sweep[0.5]["fa_per_hour"] == pytest.approx(2.0)
+    assert sweep[0.7]["fa_per_hour"] == pytest.approx(1.0) and sweep[0.9]["fa_per_hour"] == pytest.approx(1 / 3)
+    cols = [c["point"] for c in pooled["columns"]]
+    assert [c["threshold"] for c in cols] == [0.9, 0.7, 0.5]                # at <= 0.5, 1 and 2 FA/hour
+    assert [c["hits"] for c in cols] == [70, 110, 130]
+    assert pooled["mean_hit_rate"] == pytest.approx((70 + 110 + 130) / 150 / 3)
+    # each report read on its own: a at <= 0.5 FA/h only 0.9 (50%); b fires 2 times in 2 h at 0.5, 1 at 0.9
+    assert [c["point"]["hits"] for c in result["reports"][0]["columns"]] == [50, 80, 80]
+    assert [c["point"]["hits"] for c in result["reports"][1]["columns"]] == [20, 40, 40]
+
+
+def test_a_target_no_threshold_meets_counts_zero(tmp_path):
+    a = write_report(tmp_path / "a.json", [(0.5, 90, 100, 4), (0.9, 50, 100, 2)])
+    code, out, err = run(a, "--targets", "1", "5", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["pooled"]["columns"][0]["point"] is None
+    assert result["pooled"]["mean_hit_rate"] == pytest.approx((0 + 0.9) / 2)
+    code, out, _ = run(a, "--targets", "1", "5")
+    assert "no swept threshold stays under it" in out
+
+
+@pytest.fixture(scope="module")
+def stream_reports(synth_npz, tiny_models, tmp_path_factory):  # noqa: F811
+    """kws-eval-stream on a keyword stream and its negatives pair: each alone, and both pooled by it."""
+    from kws.train.data_cli import main as kws_data
+
+    out = tmp_path_factory.mktemp("pool")
+    assert kws_data(["stream", "--data", str(synth_npz), "--minutes", "1", "--out", str(out / "kw.wav"),
+                     "--split", "all", "--snr-db", "20", "--pair", "--seed", "3", "--gap-s", "1.0", "3.0"]) == 0
+    model = str(tiny_models["float"])
+    paths = {}
+    for name, wavs in {"kw": ["kw.wav"], "neg": ["kw_negatives.wav"], "both": ["kw.wav", "kw_negatives.wav"]}.items():
+        argv = ["--model", model, "--json", "-q"]
+        for wav in wavs:
+            argv += ["--wav", str(out / wav)]
+        text = io.StringIO()
+        with contextlib.redirect_stdout(text):
+            assert eval_stream(argv) == 0
+        paths[name] = out / f"report_{name}.json"
+        paths[name].write_text(text.getvalue())
+    return paths
+
+
+def test_pooling_two_reports_equals_kws_eval_stream_pooling_the_streams(stream_reports, tmp_path):
+    png = tmp_path / "det.png"
+    code, out, err = run(stream_reports["kw"], stream_reports["neg"], "--json", "--det-png", png)
+    assert code == 0, err
+    result = json.loads(out)
+    both = json.loads(stream_reports["both"].read_text())
+    assert result["pooled"]["hours"] == pytest.approx(both["hours"])
+    keys = ("threshold", "hits", "n_events", "false_accepts")
+    assert [{k: p[k] for k in keys} for p in result["pooled"]["sweep"]] == [{k: p[k] for k in keys}
+                                                                          for p in both["sweep"]]
+    for mine, theirs in zip(result["pooled"]["sweep"], both["sweep"]):
+        assert mine["fa_per_hour"] == pytest.approx(theirs["fa_per_hour"])
+    assert result["pooled"]["n_events"] > 0 and result["reports"][1]["n_events"] == 0
+    assert max(p["hits"] for p in both["sweep"]) > 0 and max(p["false_accepts"] for p in both["sweep"]) > 0
+    assert png.stat().st_size > 0 and result["det_png"] == str(png)
+    code, out, err = run(stream_reports["kw"], stream_reports["neg"])
+    assert code == 0 and "pooled" in out and "hits at <= 0.5 / 1 / 2 / 3 / 5 / 10 FA/hour" in out
+
+
+def test_bad_reports_are_named(tmp_path, stream_reports):
+    good = stream_reports["kw"]
+    (tmp_path / "text.json").write_text("not json")
+    (tmp_path / "other.json").write_text(json.dumps({"model": "x"}))
+    cases = {
+        str(tmp_path / "missing.json"): "report not found",
+        str(tmp_path): "is a directory",
+        str(tmp_path / "text.json"): "not JSON",
+        str(tmp_path / "other.json"): "not a kws-eval-stream --json report",
+    }
+    for path, message in cases.items():
+        code, _, err = run(good, path)
+        assert code == 2 and message in err and path in err, (path, err)
+        assert "Traceback" not in err
+    bad = write_report(tmp_path / "bad.json", [(0.5, 120, 100, 0)])
+    code, _, err = run(bad)
+    assert code == 2 and "hits <= n_events" in err
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({**json.loads(good.read_text()), "sweep": []}))
+    code, _, err = run(empty)
+    assert code == 2 and "the sweep is empty" in err
+
+
+def test_reports_scored_differently_or_twice_are_refused(tmp_path):
+    a = write_report(tmp_path / "a.json", [(0.5, 90, 100, 4), (0.7, 80, 100, 1)])
+    other_sweep = write_report(tmp_path / "b.json", [(0.5, 90, 100, 4), (0.8, 80, 100, 1)])
+    other_hop = write_report(tmp_path / "c.json", [(0.5, 90, 100, 4), (0.7, 80, 100, 1)], hop_ms=125.0)
+    other_smoothing = write_report(tmp_path / "d.json", [(0.5, 90, 100, 4), (0.7, 80, 100, 1)], smoothing=1)
+    code, _, err = run(a, other_sweep)
+    assert code == 2 and "same kws-eval-stream --sweep" in err and "first difference 0.7" in err
+    code, _, err = run(a, other_hop)
+    assert code == 2 and "hop_ms 125.0" in err
+    code, _, err = run(a, other_smoothing)
+    assert code == 2 and "smoothing_windows 1" in err
+    code, _, err = run(a, tmp_path / "." / "a.json")
+    assert code == 2 and "given more than once" in err
+    same_wav = write_report(tmp_path / "e.json", [(0.5, 90, 100, 4), (0.7, 80, 100, 1)], wav="a.wav")
+    code, _, err = run(a, same_wav)
+    assert code == 0 and "counts twice" in err
+
+
+def test_bad_flags(tmp_path):
+    a = write_report(tmp_path / "a.json", [(0.5, 90, 100, 4)])
+    code, _, err = run(a, "--targets", "-1")
+    assert code == 2 and "--targets -1" in err
+    code, _, err = run(a, "--targets", "nan")
+    assert code == 2 and "--targets nan" in err
+    png = tmp_path / "det.png"
+    png.write_bytes(b"keep")
+    code, _, err = run(a, "--det-png", png)
+    assert code == 2 and "--det-png" in err and png.read_bytes() == b"keep"
+    code, _, err = run(a, "--det-png", png, "--force")
+    assert code == 0 and png.read_bytes() != b"keep"

@@ -343,6 +343,16 @@ def test_unreadable_wav(tiny_models, tmp_path, capsys):
     assert line == f"kws-listen: error: {tmp_path / 'notes.wav'}: not a WAV file (no RIFF/WAVE header)"
     code, line = run_error(capsys, ["--model", str(tiny_models["int8"]), "--wav", str(tmp_path / "nope.wav")])
     assert (code, line) == (2, f"kws-listen: error: {tmp_path / 'nope.wav'}: WAV file not found")
+    code, line = run_error(capsys, ["--model", str(tiny_models["int8"]), "--wav", str(tmp_path)])
+    assert (code, line) == (2, f"kws-listen: error: {tmp_path}: is a directory, expected a WAV file")
+
+
+def test_a_missing_wav_is_the_only_line_on_stderr(tiny_models, tmp_path):
+    """Checked before the model loads: LiteRT's start-up line (written by C++, past Python) never precedes it."""
+    proc = subprocess.run([*_console("kws-listen"), "--model", str(tiny_models["int8"]), "--wav",
+                           str(tmp_path / "nope.wav")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [f"kws-listen: error: {tmp_path / 'nope.wav'}: WAV file not found"]
 
 
 def _copy_model(tiny_models, tmp_path, name="m") -> Path:

@@ -21,7 +21,8 @@ from kws.train import augment as aug  # noqa: E402
 
 keras = pytest.importorskip("keras")
 
-from kws.train import trainer  # noqa: E402
+from kws.train import callbacks, trainer  # noqa: E402
+from kws.train.train_args import CHECKPOINT_TMP  # noqa: E402
 from kws.train.data import load_npz, split_dataset  # noqa: E402
 from kws.train.dataset import EvalBatches, TrainBatches  # noqa: E402
 from kws.train.presets import feature_config, preset_of  # noqa: E402
@@ -544,7 +545,7 @@ def test_hard_negatives_are_the_unknown_clips_scored_most_like_keywords(synth_np
             logits[:, yes] = 10.0 * np.asarray(x).mean(axis=(1, 2, 3))
             return logits
 
-    cb = trainer.hard_negative_callback(tb, fraction=0.25, copies=3, batch_size=5)
+    cb = callbacks.hard_negative_callback(tb, fraction=0.25, copies=3, batch_size=5)
     cb.set_model(Stub())
     cb.on_epoch_end(0)
     n_hard = int(round(0.25 * len(unknown)))
@@ -556,7 +557,7 @@ def test_hard_negatives_are_the_unknown_clips_scored_most_like_keywords(synth_np
     order = tb._make_order(1)  # the next epochs draw them on top of the usual clips
     assert len(order) == plain + 3 * n_hard
     assert np.all(np.bincount(order, minlength=len(ds))[list(expected)] >= 4)
-    assert trainer.hard_negative_callback(tb, fraction=0.0) is None
+    assert callbacks.hard_negative_callback(tb, fraction=0.0) is None
 
 
 def test_eval_batches_cache(synth_npz):
@@ -607,7 +608,7 @@ def test_kws_train_end_to_end(tmp_path, synth_npz, capsys):
     assert code == 0, err
     for name in ALL_OUTPUTS:
         assert (out_dir / name).is_file() and (out_dir / name).stat().st_size > 0, name
-    assert not (out_dir / trainer.CHECKPOINT_TMP).exists()
+    assert not (out_dir / CHECKPOINT_TMP).exists()
     # progress: the model line with params and MACs, one line per epoch
     assert "parameters" in out and "MACs per inference" in out
     assert out.count("epoch   1/2") == 1 and out.count("epoch   2/2") == 1
@@ -906,7 +907,7 @@ def test_a_loss_that_is_never_finite_fails_clearly(tmp_path, synth_npz, capsys, 
     assert code == 1
     assert "validation loss was never finite in 2 epoch(s): no checkpoint written; try a lower --lr" in err
     assert "Traceback" not in err
-    assert not (out_dir / "model.keras").exists() and not (out_dir / trainer.CHECKPOINT_TMP).exists()
+    assert not (out_dir / "model.keras").exists() and not (out_dir / CHECKPOINT_TMP).exists()
     meta = ModelMeta.load(out_dir / "model.json")
     assert meta.extra["training"]["status"] == "failed" and meta.extra["training"]["epochs_run"] == 2
 
@@ -932,7 +933,7 @@ def test_ctrl_c_keeps_the_best_checkpoint(tmp_path, synth_npz, capsys, monkeypat
     assert meta.extra["training"]["epochs_run"] == 2
     assert (out_dir / "INTERRUPTED.txt").read_text().startswith("Training was interrupted")
     assert len(json.loads((out_dir / "history.json").read_text())["loss"]) == 2
-    assert not (out_dir / "eval.json").exists() and not (out_dir / trainer.CHECKPOINT_TMP).exists()
+    assert not (out_dir / "eval.json").exists() and not (out_dir / CHECKPOINT_TMP).exists()
 
 
 @pytest.mark.slow

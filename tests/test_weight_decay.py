@@ -13,7 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 keras = pytest.importorskip("keras")
 
 from kws.runtime.meta import ModelMeta  # noqa: E402
-from kws.train import trainer  # noqa: E402
+from kws.train import callbacks, trainer  # noqa: E402
 from kws.train.nets import build_model  # noqa: E402
 
 
@@ -22,8 +22,8 @@ def _tiny_dscnn():
 
 
 def test_plain_adam_without_weight_decay():
-    assert type(trainer.make_optimizer(lr=1e-3)).__name__ == "Adam"
-    assert type(trainer.make_optimizer(lr=1e-3, weight_decay=0.0)).__name__ == "Adam"
+    assert type(callbacks.make_optimizer(lr=1e-3)).__name__ == "Adam"
+    assert type(callbacks.make_optimizer(lr=1e-3, weight_decay=0.0)).__name__ == "Adam"
 
 
 @pytest.mark.parametrize("lr, weight_decay", [(1e-2, 0.5), (3e-3, 0.05)])
@@ -31,7 +31,7 @@ def test_one_step_shrinks_kernels_only(lr, weight_decay):
     """With zero gradients Adam moves nothing (its moments stay 0), so one step is the decay alone:
     each kernel is multiplied by 1 - lr * wd; biases and batch-norm scales and offsets stay."""
     model = _tiny_dscnn()
-    optimizer = trainer.make_optimizer(lr=lr, weight_decay=weight_decay)
+    optimizer = callbacks.make_optimizer(lr=lr, weight_decay=weight_decay)
     variables = model.trainable_variables
     rng = np.random.default_rng(0)
     for v in variables:    # batch-norm's gamma starts at 1 and beta at 0: move them off those
@@ -40,7 +40,7 @@ def test_one_step_shrinks_kernels_only(lr, weight_decay):
     optimizer.apply_gradients([(keras.ops.zeros_like(v), v) for v in variables])
     kinds = set()
     for v, old in zip(variables, before):
-        kind = next((k for k in trainer.NOT_DECAYED if k in v.path), "kernel")
+        kind = next((k for k in callbacks.NOT_DECAYED if k in v.path), "kernel")
         kinds.add(kind)
         expected = old * (1.0 - lr * weight_decay) if kind == "kernel" else old
         np.testing.assert_allclose(v.numpy(), expected, rtol=1e-6, atol=1e-7, err_msg=v.path)

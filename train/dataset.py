@@ -88,7 +88,7 @@ class TrainBatches(keras.utils.PyDataset):
         self.teacher = teacher
         self.distill_weight = float(distill_weight)
         #: Clip indices drawn once more in each epoch from the next one on (hard-negative mining
-        #: sets them; see :class:`kws.train.trainer` ``--hard-negatives``).
+        #: sets them; see :func:`kws.train.callbacks.hard_negative_callback`).
         self.extra = np.zeros(0, dtype=np.int64)
         self.epoch = 0
         self._order = self._make_order(0)

@@ -354,18 +354,21 @@ def plot_det(points: Sequence[SweepPoint], path: str | Path, *, target_fa_per_ho
     return True
 
 
-def calibrate(model_path: Path, config: DetectorConfig, chosen: SweepPoint, *, target_fa_per_hour: float,
-              runs: Sequence[StreamRun], hop_ms: float, tolerance_s: float,
-              json_path: Path | None = None) -> Path:
+def calibrate(model_path: Path | None, config: DetectorConfig, chosen: SweepPoint, *, target_fa_per_hour: float,
+              streams: Sequence[str], hours: float, hop_ms: float, tolerance_s: float,
+              json_path: Path | None = None, extra: Mapping[str, Any] | None = None) -> Path:
     """Write ``chosen.threshold`` (and the detector settings it was found with) into the model's JSON,
     or into ``json_path`` (another model's, :func:`check_calibrate_json`; ``calibrated.model`` then
-    names the model the streams were scored with).
+    names the model the streams were scored with; ``model_path`` None: ``extra`` says which).
 
-    Other keys of the JSON and of its ``detection`` section are kept. Returns the JSON path.
+    ``streams`` and ``hours``: the audio the sweep scored. Other keys of the JSON and of its
+    ``detection`` section are kept; ``extra`` is added to ``calibrated``. Returns the JSON path.
     """
     from kws.runtime.meta import ModelMeta, sidecar_path
 
     other = json_path is not None
+    if json_path is None and model_path is None:
+        raise ValueError("calibrate needs model_path or json_path")
     json_path = json_path if other else sidecar_path(model_path)
     json_path = Path(os.path.realpath(json_path))   # through a symlink: the link stays a link
     meta = ModelMeta.load(json_path)
@@ -377,15 +380,16 @@ def calibrate(model_path: Path, config: DetectorConfig, chosen: SweepPoint, *, t
         "min_count": config.min_count,
         "calibrated": {
             "target_fa_per_hour": target_fa_per_hour,
-            "stream": [str(r.wav) for r in runs] if len(runs) > 1 else str(runs[0].wav),
-            "hours": sum(r.truth.duration_s for r in runs) / 3600.0,
+            "stream": list(streams) if len(streams) > 1 else streams[0],
+            "hours": hours,
             "n_events": chosen.n_events,
             "hit_rate": chosen.hit_rate,
             "fa_per_hour": chosen.fa_per_hour,
             "hop_ms": hop_ms,
             "tolerance_s": tolerance_s,
             "utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            **({"model": str(model_path)} if other else {}),
+            **({"model": str(model_path)} if other and model_path is not None else {}),
+            **(extra or {}),
         },
     })
     meta.replace(detection=detection).save(json_path)
@@ -581,7 +585,9 @@ def _main(argv: Sequence[str] | None) -> int:
         else:
             report["calibrated"] = str(calibrate(model_path, config, chosen,
                                                  target_fa_per_hour=args.target_fa_per_hour,
-                                                 runs=internals["runs"], hop_ms=args.hop_ms,
+                                                 streams=[str(r.wav) for r in internals["runs"]],
+                                                 hours=sum(r.truth.duration_s for r in internals["runs"]) / 3600.0,
+                                                 hop_ms=args.hop_ms,
                                                  tolerance_s=args.tolerance_s, json_path=calibrate_json))
     if args.json:
         print(json.dumps(report))

@@ -14,6 +14,10 @@ prints each report's and the pooled hit rate at or under each ``--targets`` fals
 budget, :func:`kws.runtime.scoring.best_at_or_under`) and their mean. Every report must have
 swept the same thresholds with the same detector settings, or the pooled points would mix
 operating conditions.
+
+``--calibrate-json MODEL.json`` writes the pooled sweep's threshold for ``--target-fa-per-hour``
+into a model's JSON, chosen as ``kws-eval-stream --calibrate`` chooses it: the threshold of a
+recipe measured on every speaker of the folds, handed to the same recipe fitted on all of them.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from kws.runtime.cli import configure_logging, run_main
-from kws.runtime.errors import EXIT_OK, DataError, KwsError
+from kws.runtime.errors import EXIT_FAILURE, EXIT_OK, DataError, KwsError
 from kws.runtime.scoring import SweepPoint, best_at_or_under, fa_per_hour
 
 logger = logging.getLogger(__name__)
@@ -37,7 +41,9 @@ PROG = "kws-pool-streams"
 DEFAULT_TARGETS: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0, 5.0, 10.0)
 #: Report fields that must agree for pooled points to mean one operating condition.
 SAME_SETTINGS = ("hop_ms", "tolerance_s")
-SAME_DETECTOR = ("smoothing_windows", "refractory_ms", "min_count")
+#: The fields of a pooled :class:`SweepPoint` (its ``to_dict`` adds rates).
+POINT_FIELDS = ("threshold", "hits", "n_events", "false_accepts", "fa_per_hour")
+SAME_DETECTOR = ("smoothing_windows", "refractory_ms", "min_count", "keywords")
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,7 @@ class Report:
     """One ``kws-eval-stream --json`` report, as far as pooling needs it."""
 
     path: Path
+    model: str | None
     duration_s: float
     n_events: int
     settings: dict[str, Any]
@@ -59,12 +66,19 @@ class Report:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description=__doc__.split("\n\n")[0].split(": ", 1)[1],
-        epilog="exit codes: 0 pooled; 2 bad input (an unreadable report, one that is not a kws-eval-stream "
+        epilog="exit codes: 0 pooled (and calibrated, with --calibrate-json); 1 --calibrate-json: no swept "
+               "threshold meets the target (the JSON is left as it was); 2 bad input (an unreadable report, one that is not a kws-eval-stream "
                "--json report, reports swept or detected differently, a bad flag). See docs/streaming.md.")
     parser.add_argument("reports", nargs="+", metavar="REPORT.json",
                         help="kws-eval-stream --json outputs, e.g. one per speaker fold")
     parser.add_argument("--targets", type=float, nargs="+", default=list(DEFAULT_TARGETS), metavar="FA",
                         help="false accepts per hour to read the pooled curve at (default 0.5 1 2 3 5 10)")
+    parser.add_argument("--target-fa-per-hour", type=float, default=1.0, metavar="FA",
+                        help="the false-accept rate --calibrate-json calibrates to (default 1)")
+    parser.add_argument("--calibrate-json", metavar="MODEL.json",
+                        help="write the pooled sweep's threshold for --target-fa-per-hour into this model JSON "
+                             "(e.g. the shipped model, fitted on every speaker: its labels and front-end must "
+                             "match the pooled reports' models)")
     parser.add_argument("--det-png", metavar="PNG", help="draw the pooled DET curve to this PNG")
     parser.add_argument("--force", action="store_true", help="overwrite an existing --det-png")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
@@ -134,7 +148,9 @@ def load_report(path: str | Path) -> Report:
     if len(set(thresholds)) != len(thresholds):
         raise DataError(f"{path}: a threshold appears twice in the sweep")
     streams = tuple(str(s.get("wav")) for s in data.get("streams") or () if isinstance(s, dict))
-    return Report(path, duration_s, int(points[0].n_events), settings, streams, points)
+    model = data.get("model")
+    return Report(path, model if isinstance(model, str) else None, duration_s, int(points[0].n_events), settings,
+                  streams, points)
 
 
 def check_compatible(reports: Sequence[Report]) -> None:
@@ -220,6 +236,60 @@ def pool(reports: Sequence[Report], targets: Sequence[float]) -> dict[str, Any]:
             "settings": dict(reports[0].settings), "det_png": None}
 
 
+# -------------------------------------------------------------------------------------------
+# Calibration from the pooled sweep
+# -------------------------------------------------------------------------------------------
+def check_calibration_target(path: Path, reports: Sequence[Report]) -> None:
+    """Refuse, before anything is written, a ``--calibrate-json`` that is missing or read-only, or
+    whose labels or front-end differ from those of a pooled report's model (a threshold only
+    carries over within one recipe)."""
+    from kws.runtime.eval_stream import check_calibrate_json, check_writable
+    from kws.runtime.meta import ModelMeta, sidecar_path
+
+    for report in reports:
+        if report.model is None:
+            raise DataError(f"{report.path}: names no model; --calibrate-json needs each report's model JSON "
+                            "to check the labels and front-end")
+        meta_path = sidecar_path(report.model)
+        if not meta_path.is_file():
+            raise DataError(f"{report.path}: its model's JSON {meta_path} not found; --calibrate-json needs it to "
+                            "check the labels and front-end (run kws-pool-streams where kws-eval-stream ran)")
+        check_calibrate_json(path, ModelMeta.load(meta_path))
+    check_writable(path)
+
+
+def calibrate_pooled(path: Path, reports: Sequence[Report], points: Sequence[SweepPoint], *,
+                     target_fa_per_hour: float) -> SweepPoint:
+    """Write the pooled sweep's threshold for ``target_fa_per_hour`` into the model JSON at ``path``.
+
+    The threshold is chosen as ``kws-eval-stream --calibrate`` chooses it
+    (:func:`kws.runtime.scoring.choose_threshold`: the lowest from which every higher swept
+    threshold stays within the target). Raises :class:`KwsError` (exit 1), leaving the JSON as it
+    was, when no threshold meets the target or the one that does detects no keyword.
+    """
+    from kws.runtime.detector import DetectorConfig
+    from kws.runtime.eval_stream import calibrate
+    from kws.runtime.scoring import choose_threshold
+
+    chosen = choose_threshold(points, target_fa_per_hour)
+    if chosen is None:
+        top = max(points, key=lambda p: p.threshold)
+        raise KwsError(f"--calibrate-json: no swept threshold (up to {top.threshold:.2f}, {top.fa_per_hour:.2f} "
+                       f"FA/hour pooled) keeps false accepts at or under {target_fa_per_hour:g} per hour; "
+                       f"{path} left unchanged", exit_code=EXIT_FAILURE)
+    if chosen.n_events and not chosen.hits:
+        raise KwsError(f"--calibrate-json: at {chosen.threshold:.2f}, the lowest threshold that meets the target, "
+                       f"the pooled models detect no keyword at all; {path} left unchanged", exit_code=EXIT_FAILURE)
+    settings = reports[0].settings
+    config = DetectorConfig(threshold=chosen.threshold, smoothing_windows=settings["smoothing_windows"],
+                            refractory_ms=settings["refractory_ms"], min_count=settings["min_count"])
+    calibrate(None, config, chosen, target_fa_per_hour=target_fa_per_hour,
+              streams=[wav for r in reports for wav in r.streams], hours=sum(r.hours for r in reports),
+              hop_ms=settings["hop_ms"], tolerance_s=settings["tolerance_s"], json_path=path,
+              extra={"pooled_reports": [str(r.path) for r in reports], "models": [r.model for r in reports]})
+    return chosen
+
+
 def _cell(column: dict[str, Any]) -> str:
     point = column["point"]
     if point is None:
@@ -255,6 +325,10 @@ def format_table(result: dict[str, Any]) -> str:
                      f"within {1 / pooled['hours']:.2f} FA/hour")
     if result.get("det_png"):
         lines.append(f"DET curve: {result['det_png']}")
+    if result.get("calibrated"):
+        chosen = result["chosen"]
+        lines.append(f"calibrated: wrote threshold {chosen['threshold']:.2f} (pooled: {100 * chosen['hit_rate']:.1f}% "
+                     f"of keywords at {chosen['fa_per_hour']:.2f} FA/hour) to {result['calibrated']}")
     return "\n".join(lines)
 
 
@@ -265,22 +339,42 @@ def _main(argv: Sequence[str] | None) -> int:
         if not (math.isfinite(target) and target >= 0):
             raise KwsError(f"--targets {target:g}: expected false accepts per hour >= 0")
     targets = sorted(set(args.targets))
+    if not (math.isfinite(args.target_fa_per_hour) and args.target_fa_per_hour >= 0):
+        raise KwsError(f"--target-fa-per-hour {args.target_fa_per_hour}: expected a number >= 0")
     if args.det_png is not None:
         from kws.runtime.eval_stream import check_png_path
 
         check_png_path(Path(args.det_png), flag="--det-png", force=args.force)
     reports = [load_report(path) for path in args.reports]
+    calibrate_json = None if args.calibrate_json is None else Path(args.calibrate_json)
+    if calibrate_json is not None:
+        check_compatible(reports)
+        check_calibration_target(calibrate_json, reports)
     result = pool(reports, targets)
+    result.update(calibrated=None, chosen=None)
+    points = [SweepPoint(**{k: p[k] for k in POINT_FIELDS}) for p in result["pooled"]["sweep"]]
+    failure = None
+    if calibrate_json is not None:
+        try:
+            chosen = calibrate_pooled(calibrate_json, reports, points, target_fa_per_hour=args.target_fa_per_hour)
+            result.update(calibrated=str(calibrate_json), chosen=chosen.to_dict())
+        except KwsError as exc:
+            if exc.exit_code != EXIT_FAILURE:
+                raise
+            failure = exc   # the table is still printed
     if args.det_png is not None:
         from kws.runtime.eval_stream import plot_det
 
-        points = [SweepPoint(**{k: p[k] for k in ("threshold", "hits", "n_events", "false_accepts",
-                                                  "fa_per_hour")}) for p in result["pooled"]["sweep"]]
-        target = 1.0 if 1.0 in targets else targets[0]
-        chosen = best_at_or_under(points, target)
+        if calibrate_json is not None:
+            target, marked = args.target_fa_per_hour, result["chosen"] and SweepPoint(
+                **{k: result["chosen"][k] for k in POINT_FIELDS})
+        else:
+            target = 1.0 if 1.0 in targets else targets[0]
+            marked = best_at_or_under(points, target)
         title = (f"{len(reports)} reports pooled: {result['pooled']['hours']:.1f} h, "
                  f"{result['pooled']['n_events']} keywords")
-        if plot_det(points, args.det_png, target_fa_per_hour=target, operating=None, chosen=chosen, title=title):
+        if plot_det(points, args.det_png, target_fa_per_hour=target, operating=None, chosen=marked or None,
+                    title=title):
             result["det_png"] = str(args.det_png)
         else:
             logger.warning("--det-png %s: matplotlib is not installed; no plot drawn", args.det_png)
@@ -288,6 +382,9 @@ def _main(argv: Sequence[str] | None) -> int:
         print(json.dumps(result))
     else:
         print(format_table(result))
+    sys.stdout.flush()
+    if failure is not None:
+        raise failure
     return EXIT_OK
 
 

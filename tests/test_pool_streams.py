@@ -5,12 +5,15 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
+import stat
 from pathlib import Path
 
 import pytest
 from fixtures_models import tiny_models  # noqa: F401  (session fixture)
 
 from kws.runtime.eval_stream import main as eval_stream
+from kws.runtime.meta import ModelMeta
 from kws.runtime.pool_streams import load_report, main, pool
 from kws.runtime.scoring import SweepPoint, best_at_or_under, choose_threshold
 
@@ -173,3 +176,68 @@ def test_bad_flags(tmp_path):
     assert code == 2 and "--det-png" in err and png.read_bytes() == b"keep"
     code, _, err = run(a, "--det-png", png, "--force")
     assert code == 0 and png.read_bytes() != b"keep"
+
+
+def _json_copy(tiny_models, tmp_path, name="target.json") -> Path:  # noqa: F811
+    dst = tmp_path / name
+    shutil.copy(tiny_models["float"].with_suffix(".json"), dst)
+    return dst
+
+
+def test_calibrate_json_matches_kws_eval_stream_calibrating_the_pooled_streams(stream_reports, tiny_models,
+                                                                                tmp_path):  # noqa: F811
+    mine, theirs = _json_copy(tiny_models, tmp_path, "mine.json"), _json_copy(tiny_models, tmp_path, "theirs.json")
+    both = json.loads(stream_reports["both"].read_text())
+    wavs = [s["wav"] for s in both["streams"]]
+    argv = ["--model", str(tiny_models["float"]), "--target-fa-per-hour", "100", "--calibrate",
+            "--calibrate-json", str(theirs), "-q"]
+    for wav in wavs:
+        argv += ["--wav", wav]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert eval_stream(argv) == 0
+    code, out, err = run(stream_reports["kw"], stream_reports["neg"], "--target-fa-per-hour", "100",
+                         "--calibrate-json", mine)
+    assert code == 0, err
+    expected = ModelMeta.load(theirs).extra["detection"]
+    got = ModelMeta.load(mine).extra["detection"]
+    assert got["threshold"] == expected["threshold"] and 0 < got["threshold"] < 1
+    for key in ("smoothing_windows", "refractory_ms", "min_count"):
+        assert got[key] == expected[key]
+    for key in ("target_fa_per_hour", "n_events", "hit_rate", "fa_per_hour", "hop_ms", "tolerance_s"):
+        assert got["calibrated"][key] == pytest.approx(expected["calibrated"][key]), key
+    assert got["calibrated"]["hours"] == pytest.approx(expected["calibrated"]["hours"])
+    assert got["calibrated"]["stream"] == wavs
+    assert got["calibrated"]["pooled_reports"] == [str(stream_reports["kw"]), str(stream_reports["neg"])]
+    assert f"calibrated: wrote threshold {got['threshold']:.2f}" in out
+
+
+def test_calibration_that_cannot_meet_the_target_leaves_the_json(stream_reports, tiny_models, tmp_path):  # noqa: F811
+    target = _json_copy(tiny_models, tmp_path)
+    before = target.read_bytes()
+    code, out, err = run(stream_reports["kw"], stream_reports["neg"], "--calibrate-json", target)
+    assert code == 1 and "keeps false accepts at or under 1 per hour" in err and "left unchanged" in err
+    assert "pooled" in out                                             # the table is printed all the same
+    assert target.read_bytes() == before
+
+
+def test_calibrate_json_refused_before_anything_is_written(stream_reports, tiny_models, tmp_path):  # noqa: F811
+    target = _json_copy(tiny_models, tmp_path)
+    code, _, err = run(stream_reports["kw"], "--calibrate-json", tmp_path / "missing.json")
+    assert code == 2 and "file not found" in err
+    meta = json.loads(target.read_text())
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**meta, "labels": list(reversed(meta["labels"]))}))
+    code, _, err = run(stream_reports["kw"], "--calibrate-json", other)
+    assert code == 2 and "labels" in err and "differ" in err
+    orphan = write_report(tmp_path / "orphan.json", [(0.5, 9, 10, 0)])   # names m.tflite, which has no JSON
+    code, _, err = run(orphan, "--calibrate-json", target)
+    assert code == 2 and "m.json not found" in err
+    target.chmod(stat.S_IRUSR)
+    try:
+        code, _, err = run(stream_reports["kw"], "--target-fa-per-hour", "1000", "--calibrate-json", target)
+        assert code == 2 and "read-only" in err
+    finally:
+        target.chmod(stat.S_IRUSR | stat.S_IWUSR)
+    code, _, err = run(stream_reports["kw"], "--target-fa-per-hour", "-2", "--calibrate-json", target)
+    assert code == 2 and "--target-fa-per-hour -2" in err
+    assert json.loads(target.read_text()) == meta

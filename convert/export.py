@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import logging
 import os
 import shutil
@@ -45,7 +44,7 @@ from kws.convert.representative import (DEFAULT_REP_SAMPLES, RepresentativeSet,
 from kws.runtime.cli import configure_logging, run_main
 from kws.runtime.errors import DataError, KwsError, ModelError
 from kws.runtime.features import FeatureConfig
-from kws.runtime.fileio import check_seed
+from kws.runtime.fileio import check_seed, read_json
 from kws.runtime.interpreter import MAX_THREADS, TfliteModel
 from kws.runtime.labels import SEED_LABELS
 from kws.runtime.meta import FORMAT, ModelMeta, file_sha256, sidecar_path
@@ -90,14 +89,7 @@ class Source:
 
 def _read_features_json(path: Path) -> ModelMeta:
     """A kws-model/1 JSON, or ``{"features": {...}, "labels": [...]}``, or a bare FeatureConfig."""
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ModelError(f"{path}: feature JSON not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{path}: cannot read feature JSON ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    data = read_json(path, what="feature JSON", error=ModelError)
     if not isinstance(data, dict):
         raise ModelError(f"{path}: expected a JSON object with feature settings")
     if "format" in data:

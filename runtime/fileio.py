@@ -15,11 +15,15 @@ rules and their messages are the same everywhere:
 Renames happen one file at a time: a rename that fails half-way (a disk error between two of them)
 can still leave some targets new and some old, but never one half-written.
 
+Reading goes through :func:`read_json` where a JSON file is an input, so a missing, unreadable or
+malformed one is named the same way by every command.
+
 numpy only, like the rest of the runtime.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -27,7 +31,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from kws.runtime.errors import DataError
+from kws.runtime.errors import DataError, KwsError
 
 #: Seeds are handed to numpy's generators and to Keras, whose seeds are 32-bit.
 MAX_SEED = 2**32 - 1
@@ -184,3 +188,24 @@ def save_npz(path: str | Path, arrays: Mapping[str, np.ndarray], *, compress: bo
 __all__ = ["MAX_SEED", "check_seed", "check_output", "check_distinct", "missing_folders", "remove_empty_folders",
            "temporary_path", "write_atomically",
            "write_text_atomic", "npz_writer", "save_npz"]
+
+
+def read_json(path: str | Path, *, what: str, error: type[KwsError] = DataError, missing_hint: str = "") -> Any:
+    """The parsed JSON file at ``path``; ``error`` (one line naming ``what`` the file is, e.g.
+    "truth file") when it is missing, a directory, unreadable, not UTF-8 or not valid JSON.
+    ``missing_hint`` is added to the not-found message (how to make one)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{path}: {what} not found{missing_hint}") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a directory; expected a {what}") from None
+    except UnicodeDecodeError:
+        raise error(f"{path}: not a {what} (not UTF-8 text)") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}: {what} is not valid JSON ({exc.msg} at line {exc.lineno})") from None

@@ -109,20 +109,9 @@ class ModelMeta:
 
     @classmethod
     def load(cls, path: str | Path) -> "ModelMeta":
-        path = Path(path)
-        try:
-            text = path.read_text()
-        except FileNotFoundError:
-            raise ModelError(f"{path}: model JSON not found") from None
-        except OSError as exc:
-            raise ModelError(f"{path}: cannot read model JSON ({exc.strerror})") from None
-        except UnicodeDecodeError:
-            raise ModelError(f"{path}: not a model JSON (not UTF-8 text)") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ModelError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-        return cls.from_dict(data, source=str(path))
+        from kws.runtime.fileio import read_json
+
+        return cls.from_dict(read_json(path, what="model JSON", error=ModelError), source=str(path))
 
 
 def sidecar_path(model_path: str | Path) -> Path:

@@ -33,6 +33,7 @@ from typing import Any, Sequence
 
 from kws.runtime.cli import configure_logging, run_main
 from kws.runtime.errors import EXIT_FAILURE, EXIT_OK, DataError, KwsError
+from kws.runtime.fileio import read_json
 from kws.runtime.scoring import SweepPoint, best_at_or_under, fa_per_hour
 
 logger = logging.getLogger(__name__)
@@ -116,19 +117,7 @@ def _point(item: Any, where: str) -> SweepPoint:
 def load_report(path: str | Path) -> Report:
     """Read one ``kws-eval-stream --json`` report; :class:`DataError` names what is wrong."""
     path = Path(path)
-    if path.is_dir():
-        raise DataError(f"{path}: is a directory; expected a kws-eval-stream --json report")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{path}: report not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read the report ({getattr(exc, 'strerror', None) or exc})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not JSON ({exc.msg} at line {exc.lineno}); expected the output of "
-                        "kws-eval-stream --json") from None
+    data = read_json(path, what="kws-eval-stream --json report")
     where = str(path)
     if not isinstance(data, dict) or "sweep" not in data:
         raise DataError(f"{path}: not a kws-eval-stream --json report (no 'sweep'); expected the output of "

@@ -177,17 +177,9 @@ def truth_from_dict(data: Any, *, source: str = "truth JSON") -> Truth:
 
 def load_truth(path: str | Path) -> Truth:
     """Read and validate a truth JSON written by ``kws-data stream``."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise DataError(f"{path}: truth file not found (write one with kws-data stream --truth)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read truth file ({getattr(exc, 'strerror', None) or exc})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: truth file is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    from kws.runtime.fileio import read_json
+
+    data = read_json(path, what="truth file", missing_hint=" (write one with kws-data stream --truth)")
     return truth_from_dict(data, source=str(path))
 
 

@@ -80,3 +80,26 @@ def test_write_atomically_makes_missing_folders_and_removes_them_on_failure(tmp_
     assert not (tmp_path / "new").exists()          # every folder this call made is gone again
     write_text_atomic(target, "ok")
     assert target.read_text() == "ok"
+
+
+def test_read_json_names_the_file_and_what_it_is(tmp_path):
+    from kws.runtime.errors import ModelError
+    from kws.runtime.fileio import read_json
+
+    good = tmp_path / "good.json"
+    good.write_text('{"a": [1, 2]}')
+    assert read_json(good, what="truth file") == {"a": [1, 2]}
+    (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "latin1.json").write_bytes(b'{"caf\xe9": 1}')
+    cases = {
+        tmp_path / "missing.json": "truth file not found (make one)",
+        tmp_path: "is a directory; expected a truth file",
+        tmp_path / "bad.json": "truth file is not valid JSON (Expecting property name",
+        tmp_path / "latin1.json": "not a truth file (not UTF-8 text)",
+    }
+    for path, message in cases.items():
+        with pytest.raises(DataError) as err:
+            read_json(path, what="truth file", missing_hint=" (make one)")
+        assert str(err.value).startswith(f"{path}: {message}"), str(err.value)
+    with pytest.raises(ModelError, match="model JSON not found"):
+        read_json(tmp_path / "missing.json", what="model JSON", error=ModelError)

@@ -130,7 +130,7 @@ def test_bad_reports_are_named(tmp_path, stream_reports):
     cases = {
         str(tmp_path / "missing.json"): "report not found",
         str(tmp_path): "is a directory",
-        str(tmp_path / "text.json"): "not JSON",
+        str(tmp_path / "text.json"): "is not valid JSON",
         str(tmp_path / "other.json"): "not a kws-eval-stream --json report",
     }
     for path, message in cases.items():

@@ -355,6 +355,13 @@ def test_a_missing_wav_is_the_only_line_on_stderr(tiny_models, tmp_path):
     assert proc.stderr.splitlines() == [f"kws-listen: error: {tmp_path / 'nope.wav'}: WAV file not found"]
 
 
+def _wav(tmp_path) -> str:
+    """A real (silent, half-second) wav: the model errors below come after the wav's own check."""
+    path = tmp_path / "x.wav"
+    write_wav(path, np.zeros(SR // 2, dtype=np.float32), SR)
+    return str(path)
+
+
 def _copy_model(tiny_models, tmp_path, name="m") -> Path:
     dst = tmp_path / f"{name}.tflite"
     shutil.copy(tiny_models["int8"], dst)
@@ -365,11 +372,11 @@ def _copy_model(tiny_models, tmp_path, name="m") -> Path:
 def test_corrupt_tflite(tiny_models, tmp_path, capsys):
     path = _copy_model(tiny_models, tmp_path)
     path.write_bytes(path.read_bytes()[:500])
-    code, line = run_error(capsys, ["--model", str(path), "--wav", "x.wav"])
+    code, line = run_error(capsys, ["--model", str(path), "--wav", _wav(tmp_path)])
     assert code == 2
     assert line.startswith(f"kws-listen: error: {path}: not a loadable .tflite model (")
     path.write_bytes(b"garbage" * 100)
-    code, line = run_error(capsys, ["--model", str(path), "--wav", "x.wav"])
+    code, line = run_error(capsys, ["--model", str(path), "--wav", _wav(tmp_path)])
     assert code == 2 and "not a loadable .tflite model" in line
 
 
@@ -377,13 +384,13 @@ def test_json_that_does_not_match_the_model(tiny_models, tmp_path, capsys):
     path = _copy_model(tiny_models, tmp_path)
     meta = ModelMeta.load(sidecar_path(path))
     ModelMeta(meta.labels[:10], meta.features, dict(meta.extra)).save(sidecar_path(path))
-    code, line = run_error(capsys, ["--model", str(path), "--wav", "x.wav"])
+    code, line = run_error(capsys, ["--model", str(path), "--wav", _wav(tmp_path)])
     assert (code, line) == (2, "kws-listen: error: m.tflite: its JSON lists 10 labels, but the model "
                                "outputs 12 classes")
     from kws.runtime.features import FeatureConfig
 
     ModelMeta(meta.labels, FeatureConfig(mel_bands=40), dict(meta.extra)).save(sidecar_path(path))
-    code, line = run_error(capsys, ["--model", str(path), "--wav", "x.wav"])
+    code, line = run_error(capsys, ["--model", str(path), "--wav", _wav(tmp_path)])
     assert code == 2
     assert line == ("kws-listen: error: m.tflite: its JSON's feature settings give input shape "
                     "(40, 126, 1), but the model takes (130, 126, 1)")

@@ -66,7 +66,8 @@ class Report:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROG, description=__doc__.split("\n\n")[0].split(": ", 1)[1],
+        prog=PROG, description="Pool several kws-eval-stream --json reports (e.g. one per speaker fold) into one "
+                               "threshold sweep, read at each false-accept budget.",
         epilog="exit codes: 0 pooled (and calibrated, with --calibrate-json); 1 --calibrate-json: no swept "
                "threshold meets the target (the JSON is left as it was); 2 bad input (an unreadable report, one that is not a kws-eval-stream "
                "--json report, reports swept or detected differently, a bad flag). See docs/streaming.md.")

@@ -82,6 +82,17 @@ def _decode(path: Path, raw: bytes, tag: int, channels: int, bits: int) -> np.nd
     return data.reshape(-1, channels)
 
 
+def check_wav_path(path: str | Path) -> Path:
+    """Refuse a wav path that is a directory or does not exist (:class:`DataError`), before any
+    work that reading it would waste (loading a model); returns it as a :class:`Path`."""
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory; expected a WAV file")
+    if not path.is_file():
+        raise DataError(f"{path}: WAV file not found")
+    return path
+
+
 def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     """Read a WAV file.
 

@@ -527,11 +527,10 @@ def _main(argv: Sequence[str] | None) -> int:
         raise KwsError(f"--target-fa-per-hour {args.target_fa_per_hour}: expected a number >= 0")
     thresholds = parse_sweep(args.sweep)
     pairs = _truth_paths(args.wav, args.truth)
+    from kws.runtime.audio_io import check_wav_path
+
     for wav, truth_path in pairs:  # fail on a bad wav or truth file before loading the model
-        if wav.is_dir():
-            raise DataError(f"{wav}: is a directory; expected a WAV file")
-        if not wav.is_file():
-            raise DataError(f"{wav}: WAV file not found")
+        check_wav_path(wav)
         load_truth(truth_path)
     if args.calibrate_json is not None and not args.calibrate:
         raise KwsError(f"--calibrate-json {args.calibrate_json}: needs --calibrate")

@@ -16,14 +16,13 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from kws.runtime.cli import add_detection_arguments, configure_logging, run_main
 from kws.runtime.detector import Detection, DetectorConfig
-from kws.runtime.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, DataError, KwsError
+from kws.runtime.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, KwsError
 from kws.runtime.interpreter import BACKENDS
 from kws.runtime.pipeline import Pipeline
 from kws.runtime.sources import AudioSource, list_input_devices, open_source
@@ -151,11 +150,9 @@ def _main(argv: Sequence[str] | None) -> int:
         raise KwsError(f"--max-seconds {args.max_seconds}: expected a positive number")
 
     if args.wav is not None:  # before the model loads, so that LiteRT's start-up line does not come first
-        wav = Path(args.wav)
-        if wav.is_dir():
-            raise DataError(f"{wav}: is a directory, expected a WAV file")
-        if not wav.is_file():
-            raise DataError(f"{wav}: WAV file not found")
+        from kws.runtime.audio_io import check_wav_path
+
+        check_wav_path(args.wav)
 
     from kws.runtime.model import KwsModel, default_model_path  # after --list-devices
 

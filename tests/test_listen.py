@@ -344,7 +344,7 @@ def test_unreadable_wav(tiny_models, tmp_path, capsys):
     code, line = run_error(capsys, ["--model", str(tiny_models["int8"]), "--wav", str(tmp_path / "nope.wav")])
     assert (code, line) == (2, f"kws-listen: error: {tmp_path / 'nope.wav'}: WAV file not found")
     code, line = run_error(capsys, ["--model", str(tiny_models["int8"]), "--wav", str(tmp_path)])
-    assert (code, line) == (2, f"kws-listen: error: {tmp_path}: is a directory, expected a WAV file")
+    assert (code, line) == (2, f"kws-listen: error: {tmp_path}: is a directory; expected a WAV file")
 
 
 def test_a_missing_wav_is_the_only_line_on_stderr(tiny_models, tmp_path):

@@ -380,7 +380,7 @@ def calibrate(model_path: Path | None, config: DetectorConfig, chosen: SweepPoin
         "min_count": config.min_count,
         "calibrated": {
             "target_fa_per_hour": target_fa_per_hour,
-            "stream": list(streams) if len(streams) > 1 else streams[0],
+            "stream": list(streams) if len(streams) != 1 else streams[0],
             "hours": hours,
             "n_events": chosen.n_events,
             "hit_rate": chosen.hit_rate,

@@ -42,8 +42,6 @@ PROG = "kws-pool-streams"
 DEFAULT_TARGETS: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0, 5.0, 10.0)
 #: Report fields that must agree for pooled points to mean one operating condition.
 SAME_SETTINGS = ("hop_ms", "tolerance_s")
-#: The fields of a pooled :class:`SweepPoint` (its ``to_dict`` adds rates).
-POINT_FIELDS = ("threshold", "hits", "n_events", "false_accepts", "fa_per_hour")
 SAME_DETECTOR = ("smoothing_windows", "refractory_ms", "min_count", "keywords")
 
 
@@ -210,8 +208,8 @@ def mean_hit_rate(columns: Sequence[dict[str, Any]]) -> float | None:
     return sum(rates) / len(rates) if rates else None
 
 
-def pool(reports: Sequence[Report], targets: Sequence[float]) -> dict[str, Any]:
-    """The whole result: each report's columns, the pooled sweep and its columns."""
+def pool(reports: Sequence[Report], targets: Sequence[float]) -> tuple[dict[str, Any], list[SweepPoint]]:
+    """The whole result (each report's columns, the pooled sweep and its columns) and the pooled points."""
     points = pool_points(reports)
     rows = []
     for report in reports:
@@ -223,7 +221,7 @@ def pool(reports: Sequence[Report], targets: Sequence[float]) -> dict[str, Any]:
     return {"targets": list(targets), "reports": rows,
             "pooled": {"hours": hours, "n_events": points[0].n_events, "columns": columns,
                        "mean_hit_rate": mean_hit_rate(columns), "sweep": [p.to_dict() for p in points]},
-            "settings": dict(reports[0].settings), "det_png": None}
+            "settings": dict(reports[0].settings), "det_png": None}, points
 
 
 # -------------------------------------------------------------------------------------------
@@ -336,15 +334,12 @@ def _main(argv: Sequence[str] | None) -> int:
 
         check_png_path(Path(args.det_png), flag="--det-png", force=args.force)
     reports = [load_report(path) for path in args.reports]
-    calibrate_json = None if args.calibrate_json is None else Path(args.calibrate_json)
-    if calibrate_json is not None:
-        check_compatible(reports)
-        check_calibration_target(calibrate_json, reports)
-    result = pool(reports, targets)
+    result, points = pool(reports, targets)   # refuses reports that cannot be pooled; writes nothing
     result.update(calibrated=None, chosen=None)
-    points = [SweepPoint(**{k: p[k] for k in POINT_FIELDS}) for p in result["pooled"]["sweep"]]
-    failure = None
+    calibrate_json = None if args.calibrate_json is None else Path(args.calibrate_json)
+    chosen, failure = None, None
     if calibrate_json is not None:
+        check_calibration_target(calibrate_json, reports)
         try:
             chosen = calibrate_pooled(calibrate_json, reports, points, target_fa_per_hour=args.target_fa_per_hour)
             result.update(calibrated=str(calibrate_json), chosen=chosen.to_dict())
@@ -356,15 +351,13 @@ def _main(argv: Sequence[str] | None) -> int:
         from kws.runtime.eval_stream import plot_det
 
         if calibrate_json is not None:
-            target, marked = args.target_fa_per_hour, result["chosen"] and SweepPoint(
-                **{k: result["chosen"][k] for k in POINT_FIELDS})
+            target, marked = args.target_fa_per_hour, chosen
         else:
             target = 1.0 if 1.0 in targets else targets[0]
             marked = best_at_or_under(points, target)
         title = (f"{len(reports)} reports pooled: {result['pooled']['hours']:.1f} h, "
                  f"{result['pooled']['n_events']} keywords")
-        if plot_det(points, args.det_png, target_fa_per_hour=target, operating=None, chosen=marked or None,
-                    title=title):
+        if plot_det(points, args.det_png, target_fa_per_hour=target, operating=None, chosen=marked, title=title):
             result["det_png"] = str(args.det_png)
         else:
             logger.warning("--det-png %s: matplotlib is not installed; no plot drawn", args.det_png)

@@ -55,7 +55,7 @@ def test_pooled_counts_by_hand(tmp_path):
     a = write_report(tmp_path / "a.json", [(0.5, 90, 100, 4), (0.7, 80, 100, 1), (0.9, 50, 100, 0)])
     b = write_report(tmp_path / "b.json", [(0.5, 40, 50, 2), (0.7, 30, 50, 2), (0.9, 20, 50, 1)],
                      duration_s=7200.0)
-    result = pool([load_report(a), load_report(b)], [0.5, 1.0, 2.0])
+    result, _ = pool([load_report(a), load_report(b)], [0.5, 1.0, 2.0])
     pooled = result["pooled"]
     assert pooled["hours"] == pytest.approx(3.0) and pooled["n_events"] == 150
     sweep = {p["threshold"]: p for p in pooled["sweep"]}

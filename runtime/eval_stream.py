@@ -78,11 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--threads", type=int, metavar="N", help="interpreter threads (default: backend's)")
     model.add_argument("--backend", choices=("auto", *BACKENDS), default="auto", help="TFLite interpreter")
     data = parser.add_argument_group("streams")
-    data.add_argument("--wav", action="append", required=True, metavar="STREAM.wav",
+    data.add_argument("--wav", action="append", default=[], metavar="STREAM.wav",
                       help="a stream from kws-data stream; repeat to pool several")
     data.add_argument("--truth", action="append", metavar="TRUTH.json",
                       help="its truth file, one per --wav in the same order (default: STREAM.json beside it, "
                            "or STREAM.truth.json where only that exists)")
+    data.add_argument("--negatives", action="append", default=[], metavar="AUDIO.wav",
+                      help="a recording with no keyword in it (your room, a radio, a television; any rate, "
+                           "mono or stereo): needs no truth file, every detection in it is a false accept; "
+                           "repeat to pool several, with or without --wav streams")
     add_detection_arguments(parser, title="detection (defaults from the model's JSON, as kws-listen)")
     score = parser.add_argument_group("scoring")
     score.add_argument("--tolerance-s", type=float, default=DEFAULT_TOLERANCE_S, metavar="S",
@@ -92,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--sweep", metavar="P,P,...",
                        help="thresholds to sweep (default 0.05..0.85 by 0.05, then 0.90..0.99 by 0.01)")
     score.add_argument("--det-png", metavar="PATH.png", help="draw the DET curve here (needs matplotlib)")
-    score.add_argument("--force", action="store_true", help="replace an existing --det-png")
+    score.add_argument("--force", action="store_true",
+                       help="replace an existing --det-png or --save-false-accepts file")
     score.add_argument("--calibrate", action="store_true",
                        help="write the chosen threshold into the model's JSON 'detection' section")
     score.add_argument("--calibrate-json", metavar="MODEL.json",
@@ -101,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "streams of speakers it was trained on; its labels and front-end must match")
     out = parser.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
+    out.add_argument("--save-false-accepts", metavar="OUT.npz",
+                     help="cut each false accept (at the operating --threshold) out of the audio as a 1 s "
+                          "'unknown' clip, into an npz for kws-train --extra-train (hard-negative mining); "
+                          "false accepts overlapping a keyword of the truth are left out")
     out.add_argument("-v", "--verbose", action="count", default=0, help="more log lines")
     out.add_argument("-q", "--quiet", action="store_true", help="warnings only on stderr")
     return parser
@@ -140,7 +149,7 @@ class StreamRun:
     """One stream's pipeline output and truth."""
 
     wav: Path
-    truth_path: Path
+    truth_path: Path | None   #: None for a --negatives recording (its truth is made, not read)
     truth: Truth
     detections: list[Detection]
     scores: list[tuple[float, Any]]
@@ -149,15 +158,24 @@ class StreamRun:
     mean_latency_ms: float
 
 
-def _truth_paths(wavs: Sequence[str], truths: Sequence[str] | None) -> list[tuple[Path, Path]]:
-    repeated = sorted({w for w in wavs if list(wavs).count(w) > 1})
+def _truth_paths(wavs: Sequence[str], truths: Sequence[str] | None,
+                 negatives: Sequence[str] = ()) -> list[tuple[Path, Path | None]]:
+    """(wav, truth file) per ``--wav``, then (wav, None) per ``--negatives``, in that order."""
+    if not wavs and not negatives:
+        raise KwsError("no audio: give at least one --wav STREAM.wav (with its truth file) or "
+                       "--negatives AUDIO.wav (a recording with no keyword in it)")
+    given = list(wavs) + list(negatives)
+    repeated = sorted({w for w in given if given.count(w) > 1})
     if repeated:
-        raise KwsError(f"--wav {repeated[0]} given more than once: pooling a stream twice counts its keywords and "
+        flag = "--wav" if repeated[0] in wavs else "--negatives"
+        raise KwsError(f"{flag} {repeated[0]} given more than once: pooling a stream twice counts its keywords and "
                        "false accepts twice; give each stream once")
     if truths and len(truths) != len(wavs):
         raise KwsError(f"{len(wavs)} --wav but {len(truths)} --truth: give one truth file per stream "
-                       "(or none, for STREAM.json beside each)")
-    return [(Path(w), Path(truths[i]) if truths else default_truth_path(Path(w))) for i, w in enumerate(wavs)]
+                       "(or none, for STREAM.json beside each; --negatives recordings need none)")
+    pairs: list[tuple[Path, Path | None]] = [
+        (Path(w), Path(truths[i]) if truths else default_truth_path(Path(w))) for i, w in enumerate(wavs)]
+    return pairs + [(Path(w), None) for w in negatives]
 
 
 def default_truth_path(wav: Path) -> Path:
@@ -195,19 +213,28 @@ def _check_wav(wav: Path, truth: Truth, truth_path: Path, model_rate_hz: int) ->
                        wav, rate, truth_path, truth.sample_rate_hz)
 
 
-def run_stream(model, wav: Path, truth_path: Path, *, hop_ms: float, config: DetectorConfig) -> StreamRun:
-    """Load the truth, check the wav against it, and run it through :func:`run_wav` with scores recorded."""
+def run_stream(model, wav: Path, truth_path: Path | None, *, hop_ms: float, config: DetectorConfig) -> StreamRun:
+    """Load the truth, check the wav against it, and run it through :func:`run_wav` with scores recorded.
+
+    ``truth_path`` None: a ``--negatives`` recording, whose truth (no words, its own length at the
+    model rate) is made once it has been read.
+    """
     from kws.runtime.pipeline import run_wav
 
-    truth = load_truth(truth_path)
-    _check_wav(wav, truth, truth_path, model.features.sample_rate_hz)
-    unknown_labels = sorted({e.label for e in truth.events} - set(model.labels))
-    if unknown_labels:
-        logger.warning("%s: keyword(s) %s are not among the model's labels; they can only be missed",
-                       truth_path, ", ".join(unknown_labels))
+    truth = None
+    if truth_path is not None:
+        truth = load_truth(truth_path)
+        _check_wav(wav, truth, truth_path, model.features.sample_rate_hz)
+        unknown_labels = sorted({e.label for e in truth.events} - set(model.labels))
+        if unknown_labels:
+            logger.warning("%s: keyword(s) %s are not among the model's labels; they can only be missed",
+                           truth_path, ", ".join(unknown_labels))
     started = time.perf_counter()
     result = run_wav(model, wav, hop_ms=hop_ms, detector=config, record_scores=True)
     logger.info("%s: %d windows in %.1f s", wav, result.windows_scored, time.perf_counter() - started)
+    if truth is None:
+        truth = Truth(model.features.sample_rate_hz, result.duration_s, (), (),
+                      {"negatives": "declared keyword-free with --negatives"})
     return StreamRun(wav, truth_path, truth, list(result.detections), list(result.scores),
                      result.windows_scored, result.duration_s, result.mean_latency_ms)
 
@@ -294,6 +321,13 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(report["det_png_note"])
     if report.get("calibrated"):
         lines.append(f"calibrated: wrote threshold {chosen['threshold']:.2f} to {report['calibrated']}")
+    saved = report.get("false_accepts_saved")
+    if saved:
+        skipped = (f"; {saved['skipped_on_keyword']} left out: their window overlaps a keyword"
+                   if saved["skipped_on_keyword"] else "")
+        where = (f"saved to {saved['path']} as 'unknown' clips (train on them: kws-train --extra-train "
+                 f"{saved['path']})" if saved["path"] else "nothing saved")
+        lines.append(f"false accepts at {saved['threshold']:.2f}: {saved['clips']} {where}{skipped}")
     return "\n".join(lines)
 
 
@@ -396,6 +430,51 @@ def calibrate(model_path: Path | None, config: DetectorConfig, chosen: SweepPoin
     return json_path
 
 
+def check_npz_path(path: Path, *, force: bool, inputs: Mapping[str, Sequence[Path]]) -> None:
+    """Refuse, before any audio is read, a ``--save-false-accepts`` path that could not (or, without
+    ``force``, may not) be written, or that is one of the input files (``inputs``: flag -> paths)."""
+    from kws.runtime.fileio import check_distinct, check_output
+
+    check_output(path, flag="--save-false-accepts", force=force, suffix=".npz")
+    for flag, paths in inputs.items():
+        for given in paths:
+            check_distinct({"--save-false-accepts": path}, {flag: given})
+
+
+def save_false_accepts(path: Path, runs: Sequence[StreamRun], *, model, model_path: Path, config: DetectorConfig,
+                       hop_ms: float, tolerance_s: float) -> dict[str, Any]:
+    """Cut every run's false accepts (at ``config``'s threshold) out of its audio into ``path``
+    (:mod:`kws.runtime.mining`); returns the report's ``false_accepts_saved`` entry."""
+    from kws.runtime.fileio import save_npz
+    from kws.runtime.mining import concatenate, mine_stream, stream_audio
+
+    features = model.features
+    delay_s = max_delay_s(window_s=features.window_seconds, hop_s=hop_ms / 1000.0,
+                          smoothing_windows=config.smoothing_windows)
+    parts = []
+    for r in runs:
+        outcomes = match_detections(r.detections, r.truth, tolerance_s=tolerance_s,
+                                    max_delay_s=delay_s).detection_outcomes
+        if "false_accept" not in outcomes:
+            continue
+        audio = stream_audio(r.wav, sample_rate_hz=features.sample_rate_hz)
+        parts.append(mine_stream(audio, wav_name=str(r.wav), truth=r.truth, detections=r.detections,
+                                 outcomes=outcomes, scores=r.scores, labels=list(model.labels),
+                                 sample_rate_hz=features.sample_rate_hz, window_samples=features.window_samples,
+                                 span_s=(config.smoothing_windows - 1) * hop_ms / 1000.0))
+    mined = concatenate(parts, window_samples=features.window_samples)
+    saved = {"path": None, "clips": len(mined), "skipped_on_keyword": mined.skipped_on_keyword,
+             "threshold": config.threshold}
+    if len(mined):
+        save_npz(path, mined.arrays(model=str(model_path)))
+        saved["path"] = str(path)
+        logger.info("saved %d false accept(s) to %s", len(mined), path)
+    else:
+        logger.warning("--save-false-accepts: no false accept to save at threshold %.2f; %s not written",
+                       config.threshold, path)
+    return saved
+
+
 def check_writable(path: Path) -> None:
     """Refuse, before any audio is read, a JSON that --calibrate could not or should not rewrite."""
     target = Path(os.path.realpath(path))
@@ -457,7 +536,7 @@ def seen_speaker_warnings(meta, runs: Sequence[StreamRun]) -> list[str]:
 # -------------------------------------------------------------------------------------------
 # The command
 # -------------------------------------------------------------------------------------------
-def evaluate(model, model_path: Path, pairs: Sequence[tuple[Path, Path]], *, hop_ms: float, config: DetectorConfig,
+def evaluate(model, model_path: Path, pairs: Sequence[tuple[Path, Path | None]], *, hop_ms: float, config: DetectorConfig,
              tolerance_s: float, target_fa_per_hour: float, thresholds: Sequence[float],
              det_png: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run and score the streams; returns (report dict, internals for calibration)."""
@@ -481,7 +560,8 @@ def evaluate(model, model_path: Path, pairs: Sequence[tuple[Path, Path]], *, hop
     per_stream = []
     for r in runs:
         s = match_detections(r.detections, r.truth, tolerance_s=tolerance_s, max_delay_s=delay_s)
-        per_stream.append({"wav": str(r.wav), "truth": str(r.truth_path), "duration_s": r.truth.duration_s,
+        per_stream.append({"wav": str(r.wav), "truth": None if r.truth_path is None else str(r.truth_path),
+                           "duration_s": r.truth.duration_s,
                            "windows_scored": r.windows_scored, "n_events": s.n_events, "hits": s.hits,
                            "hit_rate": s.hit_rate, "false_accepts": s.false_accepts, "fa_per_hour": s.fa_per_hour,
                            "mean_latency_ms": r.mean_latency_ms})
@@ -526,16 +606,21 @@ def _main(argv: Sequence[str] | None) -> int:
     if not (math.isfinite(args.target_fa_per_hour) and args.target_fa_per_hour >= 0):
         raise KwsError(f"--target-fa-per-hour {args.target_fa_per_hour}: expected a number >= 0")
     thresholds = parse_sweep(args.sweep)
-    pairs = _truth_paths(args.wav, args.truth)
+    pairs = _truth_paths(args.wav, args.truth, args.negatives)
     from kws.runtime.audio_io import check_wav_path
 
     for wav, truth_path in pairs:  # fail on a bad wav or truth file before loading the model
         check_wav_path(wav)
-        load_truth(truth_path)
+        if truth_path is not None:
+            load_truth(truth_path)
     if args.calibrate_json is not None and not args.calibrate:
         raise KwsError(f"--calibrate-json {args.calibrate_json}: needs --calibrate")
     if args.det_png is not None:
         check_png_path(Path(args.det_png), flag="--det-png", force=args.force)
+    if args.save_false_accepts is not None:
+        check_npz_path(Path(args.save_false_accepts), force=args.force,
+                       inputs={"--wav": [Path(w) for w in args.wav], "--negatives": [Path(w) for w in args.negatives],
+                               "--truth": [t for _, t in pairs if t is not None]})
 
     from kws.runtime.model import KwsModel, default_model_path
 
@@ -544,6 +629,10 @@ def _main(argv: Sequence[str] | None) -> int:
     calibrate_json = None if args.calibrate_json is None else Path(args.calibrate_json)
     if calibrate_json is not None:
         check_calibrate_json(calibrate_json, model.meta)
+    if args.save_false_accepts is not None:
+        from kws.runtime.mining import check_can_mine
+
+        check_can_mine(model.labels)
     if args.calibrate:
         from kws.runtime.meta import sidecar_path
 
@@ -588,6 +677,10 @@ def _main(argv: Sequence[str] | None) -> int:
                                                  hours=sum(r.truth.duration_s for r in internals["runs"]) / 3600.0,
                                                  hop_ms=args.hop_ms,
                                                  tolerance_s=args.tolerance_s, json_path=calibrate_json))
+    if args.save_false_accepts is not None:
+        report["false_accepts_saved"] = save_false_accepts(
+            Path(args.save_false_accepts), internals["runs"], model=model, model_path=model_path,
+            config=config, hop_ms=args.hop_ms, tolerance_s=args.tolerance_s)
     if args.json:
         print(json.dumps(report))
     else:

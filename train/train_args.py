@@ -56,7 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="models:\n" + "\n".join("  " + line for line in describe_models().splitlines()))
     g = p.add_argument_group("data and output")
     g.add_argument("--data", metavar="FILE.npz", help="training npz: wav_vals (N, 8000), label_vals (N, 1)")
-    g.add_argument("--model", metavar="NAME", help=f"registry model: {', '.join(MODELS)}")
+    g.add_argument("--model", metavar="NAME", help=f"registry model: {', '.join(MODELS)} (with --init-from: "
+                                                   "the source run's, may be omitted)")
+    g.add_argument("--init-from", metavar="RUN",
+                   help="fine-tune: start from the weights of an earlier kws-train run (its folder, or its "
+                        "model.keras with model.json beside it), with its network, front-end and labels")
     g.add_argument("--out", metavar="DIR", help="output directory (default: runs/MODEL)")
     g.add_argument("--force", action="store_true", help="write into an existing output directory")
     g.add_argument("--list-models", action="store_true", help="list the models with their knobs and exit")
@@ -238,8 +242,8 @@ def _as_list(value: Any) -> Any:
 def check_args(args: argparse.Namespace) -> None:
     if not args.data:
         raise KwsError("--data FILE.npz is required (the training set)")
-    if not args.model:
-        raise KwsError(f"--model NAME is required; expected one of: {', '.join(MODELS)}")
+    if not args.model and not args.init_from:
+        raise KwsError(f"--model NAME is required (or --init-from RUN); expected one of: {', '.join(MODELS)}")
     for name in ("epochs", "batch_size"):
         value = getattr(args, name)
         if value < 1:

@@ -5,6 +5,11 @@ Example::
     kws-train --data ../shared/data/kws_real_dev_8k.npz --model dscnn --epochs 30 \\
               --lr 1e-3 --lr-schedule cosine --out runs/dscnn
 
+Fine-tuning from that run's weights, keeping its network, front-end and labels (kws.train.init_from)::
+
+    kws-train --data ../shared/data/kws_real_dev_8k.npz --init-from runs/dscnn \\
+              --extra-train mined.npz --epochs 5 --lr 3e-4 --out runs/dscnn_ft
+
 Output directory (what ``kws-export`` reads)::
 
     DIR/model.keras     best checkpoint by validation loss (written atomically each time it improves);
@@ -42,6 +47,8 @@ from kws.train.augment import AugmentConfig
 from kws.train.callbacks import (finish_weight_average, hard_negative_callback, kept_model_line, make_callbacks,
                                  make_optimizer)
 from kws.train.data import TRAIN_ON
+from kws.train.init_from import (adopt_source, check_out_dir_is_not_source, check_source_fits, copy_weights,
+                                 read_source)
 from kws.train.nets import describe_models, get_spec, resolve_knobs
 from kws.train.train_args import (CHECKPOINT_TMP, KNOB_FLAGS, OUTPUT_FILES, PROG, augment_config, build_parser,
                                   check_args, check_out_dir, clear_outputs, split_identity)
@@ -90,10 +97,16 @@ def _main(argv: Sequence[str] | None) -> int:
     check_args(args)
 
     # -- everything that can be refused is checked before anything is written ----------
+    source = None
+    if args.init_from:   # the network and front-end are the source run's (its model.json only, no Keras)
+        source = read_source(args.init_from)
+        adopt_source(args, source, knob_flags=KNOB_FLAGS)
     spec = get_spec(args.model)
     knobs = resolve_knobs(args.model, {knob: getattr(args, flag) for flag, knob in KNOB_FLAGS.items()})
     aug = augment_config(args)
     out = Path(args.out or Path("runs") / args.model)
+    if source is not None:
+        check_out_dir_is_not_source(out, source)
     check_out_dir(out, args.force)
 
     from kws.train.data import add_training_clips, class_counts, fold_in, load_npz, split_dataset
@@ -110,6 +123,9 @@ def _main(argv: Sequence[str] | None) -> int:
         raise KwsError(f"--vtlp {args.vtlp} warps a spectrum; --features {preset} has none (use a spectrogram "
                        "model, or drop --vtlp)")
     split_id = split_identity(args)
+    if source is not None:
+        check_source_fits(source, labels=ds.label_names, features=features, n_clips=len(ds),
+                          split={**split_id, "trained_on": list(TRAIN_ON[args.train_on])})
     split = split_dataset(ds, **split_id)
     if len(split.train) == 0 or len(split.val) == 0:
         raise KwsError(f"{args.data}: split gives train={len(split.train)}, val={len(split.val)} clips; "
@@ -144,6 +160,8 @@ def _main(argv: Sequence[str] | None) -> int:
 
         tf.config.experimental.enable_op_determinism()
     model = build_model(args.model, input_shape=features.input_shape, n_classes=len(ds.label_names), **knobs)
+    if source is not None:
+        copy_weights(model, source)
     n_params, macs = count_params(model), count_macs(model)
     teacher = None
     if args.teacher:  # loaded after the student, so that its layer names are the usual ones
@@ -155,6 +173,10 @@ def _main(argv: Sequence[str] | None) -> int:
     print(f"model {args.model} {knobs}: {n_params:,} parameters, {format_macs(macs)} MACs per inference "
           f"({macs:,}); input {features.input_shape} ({preset})")
     folds = f" (fold {args.fold} of {args.folds} tested)" if args.folds else ""
+    if source is not None:
+        src_best = source.to_dict()["best_val_loss"]
+        print(f"starting from the weights of {source.path} ({source.model}"
+              + (f", best val loss {src_best:.4f})" if isinstance(src_best, (int, float)) else ")"))
     print(f"data {args.data}: {n_clips} clips; split by {split.by}{folds}: train {sizes['train']}, "
           f"val {sizes['val']}, test {sizes['test']}")
     if args.train_on != "train":
@@ -200,7 +222,8 @@ def _main(argv: Sequence[str] | None) -> int:
                      "augmentation": aug.to_dict(), "noise": noise_bank.source if noise_bank else None,
                      "status": "running", "started_utc": _utc_now(), "keras": keras.__version__,
                      "backend": keras.backend.backend(),
-                     **({"teachers": [t.to_dict() for t in teacher_infos]} if teacher is not None else {})},
+                     **({"teachers": [t.to_dict() for t in teacher_infos]} if teacher is not None else {}),
+                     **({"init_from": source.to_dict()} if source is not None else {})},
         "data": {"path": str(Path(args.data).resolve()), "n_clips": n_clips,
                  **({"extra_train": extras} if extras else {})},
     })

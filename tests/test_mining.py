@@ -162,3 +162,27 @@ def test_calibrate_on_negatives_alone(model_copy, streams_dir):  # noqa: F811
     written = json.loads(model_copy.with_suffix(".json").read_text())["detection"]
     assert written["threshold"] == chosen["threshold"]
     assert written["calibrated"]["stream"] == str(streams_dir / "kw_negatives.wav")   # one stream: a string
+
+
+def test_the_mining_loop_end_to_end(tiny_models, streams_dir, synth_npz, tmp_path, capsys):  # noqa: F811
+    """Mine a keyword-free recording, then fine-tune a kws-train run on the clips (--init-from)."""
+    pytest.importorskip("keras")
+    from test_init_from import QUICK
+
+    from kws.runtime.meta import ModelMeta
+    from kws.train import trainer
+
+    mined_npz = tmp_path / "room.npz"
+    code, report, err = run_json("--model", tiny_models["float"], "--negatives", streams_dir / "kw_negatives.wav",
+                                 "--threshold", "0.2", "--sweep", "0.2", "--save-false-accepts", mined_npz)
+    assert code == 0 and report["false_accepts_saved"]["clips"] > 0, err
+    source = tmp_path / "source"
+    assert trainer.main(["--data", str(synth_npz), "--model", "dscnn", "--width", "4", "--depth", "2",
+                         *QUICK, "--out", str(source)]) == 0
+    capsys.readouterr()
+    assert trainer.main(["--data", str(synth_npz), "--init-from", str(source), "--extra-train", str(mined_npz),
+                         *QUICK, "--lr", "3e-4", "--out", str(tmp_path / "tuned")]) == 0
+    meta = ModelMeta.load(tmp_path / "tuned" / "model.json")
+    extra = meta.extra["data"]["extra_train"][0]
+    assert extra["n_clips"] == report["false_accepts_saved"]["clips"] and extra["speakers"] == 1
+    assert meta.extra["training"]["init_from"]["path"] == str((source / "model.keras").resolve())

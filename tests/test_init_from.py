@@ -22,7 +22,7 @@ keras = pytest.importorskip("keras")
 from kws.train import init_from, trainer  # noqa: E402
 from kws.train.nets import build_model  # noqa: E402
 
-from test_train import _extra_npz, _train  # noqa: E402
+from test_train import _NO_KERAS, _extra_npz, _train  # noqa: E402
 
 QUICK = ["--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "8"]
 
@@ -193,19 +193,6 @@ def test_labels_mismatch_names_both_lists(tmp_path, synth_npz, source_run, capsy
     assert code == 2
     theirs = _swap_two(list(ModelMeta.load(source_run / "model.json").labels))
     assert f"its labels {theirs} differ from the data's {_swap_two(theirs)}" in err
-
-
-_NO_KERAS = r"""
-import importlib.abc, sys
-class Blocker(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('tensorflow', 'keras'):
-            raise ImportError(f'blocked import of {name}')
-        return None
-sys.meta_path.insert(0, Blocker())
-from kws.train import trainer
-sys.exit(trainer.main(sys.argv[1:]))
-"""
 
 
 @pytest.mark.parametrize("flags, code, message", [

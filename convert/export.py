@@ -529,6 +529,10 @@ def _main(argv: Sequence[str] | None) -> int:
         if not recorded:
             raise KwsError("--data FILE.npz is required (model.json records no data path)")
         data = Path(recorded)
+        if not data.is_file():
+            raise KwsError(f"--data not given, and the npz its model.json records ({data}) is not on this machine; "
+                           "give --data FILE.npz (the training npz: the representative set and the parity "
+                           "clips come from it)")
         logger.info("using the data recorded in model.json: %s", data)
     kinds = ["float32"] + (["dynamic"] if args.dynamic else []) + (["int8"] if args.int8 else [])
     result = export(source, data_path=data, out_dir=args.out or _default_out(), kinds=kinds,

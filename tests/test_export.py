@@ -461,3 +461,18 @@ def test_a_file_that_is_not_a_keras_model_is_named(tmp_path):
         load_keras(bad)
     with pytest.raises(ModelError, match="Keras model file not found"):
         load_keras(tmp_path / "none.keras")
+
+
+def test_recorded_data_that_is_not_here_is_named(tmp_path, run_dir, capsys):
+    """A model.json from another machine (the shipped models': the developers' npz path) without --data."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    meta = json.loads((run / "model.json").read_text())
+    meta["data"] = {"path": "/elsewhere/kws_real_dev_8k.npz", "n_clips": 9198}
+    (run / "model.json").write_text(json.dumps(meta))
+    assert main(["--model", str(run), "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert "the npz its model.json records (/elsewhere/kws_real_dev_8k.npz) is not on this machine" in err
+    assert "give --data FILE.npz" in err and "Traceback" not in err and not (tmp_path / "m").exists()

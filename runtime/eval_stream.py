@@ -83,10 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--truth", action="append", metavar="TRUTH.json",
                       help="its truth file, one per --wav in the same order (default: STREAM.json beside it, "
                            "or STREAM.truth.json where only that exists)")
-    data.add_argument("--negatives", action="append", default=[], metavar="AUDIO.wav",
+    data.add_argument("--negatives", action="append", default=[], metavar="AUDIO.wav|DIR",
                       help="a recording with no keyword in it (your room, a radio, a television; any rate, "
-                           "mono or stereo): needs no truth file, every detection in it is a false accept; "
-                           "repeat to pool several, with or without --wav streams")
+                           "mono or stereo), or a folder of them (its *.wav files): needs no truth file, every "
+                           "detection in it is a false accept; repeat to pool several, with or without --wav")
     add_detection_arguments(parser, title="detection (defaults from the model's JSON, as kws-listen)")
     score = parser.add_argument_group("scoring")
     score.add_argument("--tolerance-s", type=float, default=DEFAULT_TOLERANCE_S, metavar="S",
@@ -176,6 +176,22 @@ def _truth_paths(wavs: Sequence[str], truths: Sequence[str] | None,
     pairs: list[tuple[Path, Path | None]] = [
         (Path(w), Path(truths[i]) if truths else default_truth_path(Path(w))) for i, w in enumerate(wavs)]
     return pairs + [(Path(w), None) for w in negatives]
+
+
+def expand_negatives(paths: Sequence[str]) -> list[str]:
+    """``--negatives`` as given, each folder replaced by its ``*.wav`` files (sorted by name)."""
+    out: list[str] = []
+    for given in paths:
+        folder = Path(given)
+        if not folder.is_dir():
+            out.append(given)
+            continue
+        wavs = sorted(str(p) for p in folder.iterdir() if p.suffix.lower() == ".wav" and p.is_file())
+        if not wavs:
+            raise KwsError(f"--negatives {given}: a folder with no .wav file in it; expected recordings "
+                           "with no keyword in them")
+        out.extend(wavs)
+    return out
 
 
 def default_truth_path(wav: Path) -> Path:
@@ -606,6 +622,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if not (math.isfinite(args.target_fa_per_hour) and args.target_fa_per_hour >= 0):
         raise KwsError(f"--target-fa-per-hour {args.target_fa_per_hour}: expected a number >= 0")
     thresholds = parse_sweep(args.sweep)
+    args.negatives = expand_negatives(args.negatives)
     pairs = _truth_paths(args.wav, args.truth, args.negatives)
     from kws.runtime.audio_io import check_wav_path
 

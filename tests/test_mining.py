@@ -10,7 +10,7 @@ import pytest
 from fixtures_models import tiny_models  # noqa: F401  (session fixture)
 from test_eval_stream import _bad, model_copy, run_json, streams_dir  # noqa: F401  (fixtures)
 
-from kws.runtime.audio_io import read_wav
+from kws.runtime.audio_io import read_wav, write_wav
 from kws.runtime.detector import Detection
 from kws.runtime.errors import KwsError
 from kws.runtime.mining import UNKNOWN_LABEL, check_can_mine, mine_stream, to_pcm16
@@ -185,3 +185,19 @@ def test_the_mining_loop_end_to_end(tiny_models, streams_dir, synth_npz, tmp_pat
     extra = meta.extra["data"]["extra_train"][0]
     assert extra["n_clips"] == report["false_accepts_saved"]["clips"] and extra["speakers"] == 1
     assert meta.extra["training"]["init_from"]["path"] == str((source / "model.keras").resolve())
+
+
+def test_negatives_folder_is_its_wav_files(tiny_models, streams_dir, tmp_path, capsys):  # noqa: F811
+    room = tmp_path / "room"
+    room.mkdir()
+    audio, rate = read_wav(streams_dir / "kw_negatives.wav")
+    write_wav(room / "b.wav", audio[: rate * 20, 0], rate)
+    write_wav(room / "a.WAV", audio[rate * 20: rate * 40, 0], rate)
+    (room / "notes.txt").write_text("not audio")
+    code, report, err = run_json("--model", tiny_models["float"], "--negatives", room, "--sweep", "0.5")
+    assert code == 0, err
+    assert [s["wav"] for s in report["streams"]] == [str(room / "a.WAV"), str(room / "b.wav")]
+    assert report["hours"] == pytest.approx(40 / 3600, abs=1e-3)
+    (tmp_path / "empty").mkdir()
+    assert "a folder with no .wav file in it" in _bad(capsys, "--model", tiny_models["float"], "--negatives",
+                                                      tmp_path / "empty")

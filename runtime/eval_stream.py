@@ -21,6 +21,9 @@ detector settings it was found with, into the model's JSON ``detection`` section
 
 Several ``--wav`` (each with its ``--truth``, in order; default ``STREAM.json`` beside each
 wav) are pooled: events and hours add up, e.g. a keyword stream plus a negatives-only stream.
+``--negatives AUDIO.wav`` adds a recording known to hold no keyword (a room, a radio) without a
+truth file, and ``--save-false-accepts OUT.npz`` keeps the false accepts as ``unknown`` training
+clips (:mod:`kws.runtime.mining`).
 """
 
 from __future__ import annotations

@@ -460,25 +460,22 @@ def check_npz_path(path: Path, *, force: bool, inputs: Mapping[str, Sequence[Pat
             check_distinct({"--save-false-accepts": path}, {flag: given})
 
 
-def save_false_accepts(path: Path, runs: Sequence[StreamRun], *, model, model_path: Path, config: DetectorConfig,
-                       hop_ms: float, tolerance_s: float) -> dict[str, Any]:
-    """Cut every run's false accepts (at ``config``'s threshold) out of its audio into ``path``
+def save_false_accepts(path: Path, runs: Sequence[StreamRun], outcomes: Sequence[Sequence[str]], *, model,
+                       model_path: Path, config: DetectorConfig, hop_ms: float) -> dict[str, Any]:
+    """Cut every run's false accepts (at ``config``'s threshold; ``outcomes[i]`` are run i's
+    detection outcomes, as :func:`evaluate` matched them) out of its audio into ``path``
     (:mod:`kws.runtime.mining`); returns the report's ``false_accepts_saved`` entry."""
     from kws.runtime.fileio import save_npz
     from kws.runtime.mining import concatenate, mine_stream, stream_audio
 
     features = model.features
-    delay_s = max_delay_s(window_s=features.window_seconds, hop_s=hop_ms / 1000.0,
-                          smoothing_windows=config.smoothing_windows)
     parts = []
-    for r in runs:
-        outcomes = match_detections(r.detections, r.truth, tolerance_s=tolerance_s,
-                                    max_delay_s=delay_s).detection_outcomes
-        if "false_accept" not in outcomes:
+    for r, run_outcomes in zip(runs, outcomes):
+        if "false_accept" not in run_outcomes:
             continue
         audio = stream_audio(r.wav, sample_rate_hz=features.sample_rate_hz)
         parts.append(mine_stream(audio, wav_name=str(r.wav), truth=r.truth, detections=r.detections,
-                                 outcomes=outcomes, scores=r.scores, labels=list(model.labels),
+                                 outcomes=run_outcomes, scores=r.scores, labels=list(model.labels),
                                  sample_rate_hz=features.sample_rate_hz, window_samples=features.window_samples,
                                  span_s=(config.smoothing_windows - 1) * hop_ms / 1000.0))
     mined = concatenate(parts, window_samples=features.window_samples)
@@ -558,7 +555,8 @@ def seen_speaker_warnings(meta, runs: Sequence[StreamRun]) -> list[str]:
 def evaluate(model, model_path: Path, pairs: Sequence[tuple[Path, Path | None]], *, hop_ms: float, config: DetectorConfig,
              tolerance_s: float, target_fa_per_hour: float, thresholds: Sequence[float],
              det_png: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Run and score the streams; returns (report dict, internals for calibration)."""
+    """Run and score the streams; returns (report dict, internals: the runs, the chosen sweep point
+    and each run's detection outcomes, for calibration and --save-false-accepts)."""
     runs = [run_stream(model, wav, truth_path, hop_ms=hop_ms, config=config) for wav, truth_path in pairs]
     truth, scores, detections = pool(runs)
     delay_s = max_delay_s(window_s=model.features.window_seconds, hop_s=hop_ms / 1000.0,
@@ -576,9 +574,10 @@ def evaluate(model, model_path: Path, pairs: Sequence[tuple[Path, Path | None]],
     chosen = choose_threshold(points, target_fa_per_hour)
     operating = next(p for p in points if p.threshold == config.threshold)
 
-    per_stream = []
+    per_stream, outcomes = [], []
     for r in runs:
         s = match_detections(r.detections, r.truth, tolerance_s=tolerance_s, max_delay_s=delay_s)
+        outcomes.append(s.detection_outcomes)
         per_stream.append({"wav": str(r.wav), "truth": None if r.truth_path is None else str(r.truth_path),
                            "duration_s": r.truth.duration_s,
                            "windows_scored": r.windows_scored, "n_events": s.n_events, "hits": s.hits,
@@ -614,7 +613,7 @@ def evaluate(model, model_path: Path, pairs: Sequence[tuple[Path, Path | None]],
         else:
             report["det_png_note"] = "matplotlib is not installed: DET curve not drawn (pip install matplotlib)"
             logger.warning(report["det_png_note"])
-    return report, {"runs": runs, "chosen": chosen}
+    return report, {"runs": runs, "chosen": chosen, "outcomes": outcomes}
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -699,8 +698,8 @@ def _main(argv: Sequence[str] | None) -> int:
                                                  tolerance_s=args.tolerance_s, json_path=calibrate_json))
     if args.save_false_accepts is not None:
         report["false_accepts_saved"] = save_false_accepts(
-            Path(args.save_false_accepts), internals["runs"], model=model, model_path=model_path,
-            config=config, hop_ms=args.hop_ms, tolerance_s=args.tolerance_s)
+            Path(args.save_false_accepts), internals["runs"], internals["outcomes"], model=model,
+            model_path=model_path, config=config, hop_ms=args.hop_ms)
     if args.json:
         print(json.dumps(report))
     else:

@@ -402,3 +402,9 @@ def float_peak_error(key: str, dtype: Any, peak: float) -> str | None:
 def pcm16_to_float(pcm: np.ndarray) -> np.ndarray:
     """int16 PCM -> float32 in [-1, 1) (divide by 32768)."""
     return np.asarray(pcm, dtype=np.float32) / np.float32(32768.0)
+
+
+def to_pcm16(audio: np.ndarray) -> np.ndarray:
+    """float audio in [-1, 1] -> int16 PCM (``round(x * 32768)``, clipped to [-32768, 32767]): the
+    inverse of :func:`pcm16_to_float`."""
+    return np.clip(np.round(np.asarray(audio) * 32768.0), -32768, 32767).astype(np.int16)

@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from kws.runtime.errors import KwsError
+from kws.runtime.features import to_pcm16
 
 logger = logging.getLogger(__name__)
 
@@ -90,11 +91,6 @@ def stream_audio(path: str | Path, *, sample_rate_hz: int) -> np.ndarray:
     source = WavSource(path, target_rate_hz=sample_rate_hz, block_samples=DEFAULT_BLOCK_SAMPLES)
     blocks = list(source)
     return np.concatenate(blocks).astype(np.float32) if blocks else np.zeros(0, np.float32)
-
-
-def to_pcm16(audio: np.ndarray) -> np.ndarray:
-    """float in [-1, 1) (``read_wav``'s ``x / 32768``) back to int16, rounded and clipped."""
-    return np.clip(np.round(np.asarray(audio, dtype=np.float64) * 32768.0), -32768, 32767).astype(np.int16)
 
 
 def _overlaps(events, start_s: float, end_s: float) -> list[tuple[float, Any]]:
@@ -169,8 +165,9 @@ def mine_stream(audio: np.ndarray, *, wav_name: str, truth, detections: Sequence
 def concatenate(parts: Sequence[MinedClips], *, window_samples: int) -> MinedClips:
     """Join the clips of several streams (in order)."""
     if not parts:
-        return MinedClips(np.zeros((0, window_samples), np.int16), *(np.zeros(0, str),) * 2,
-                          np.zeros(0), np.zeros(0, str), np.zeros(0, np.float32))
+        return MinedClips(wav=np.zeros((0, window_samples), np.int16), speaker=np.zeros(0, str),
+                          source=np.zeros(0, str), end_s=np.zeros(0), detected=np.zeros(0, str),
+                          score=np.zeros(0, np.float32))
     return MinedClips(
         wav=np.concatenate([p.wav for p in parts]), speaker=np.concatenate([p.speaker for p in parts]),
         source=np.concatenate([p.source for p in parts]), end_s=np.concatenate([p.end_s for p in parts]),

@@ -13,7 +13,8 @@ from test_eval_stream import _bad, model_copy, run_json, streams_dir  # noqa: F4
 from kws.runtime.audio_io import read_wav, write_wav
 from kws.runtime.detector import Detection
 from kws.runtime.errors import KwsError
-from kws.runtime.mining import UNKNOWN_LABEL, check_can_mine, mine_stream, to_pcm16
+from kws.runtime.features import to_pcm16
+from kws.runtime.mining import UNKNOWN_LABEL, check_can_mine, mine_stream
 from kws.runtime.model import KwsModel
 from kws.runtime.scoring import Truth, TruthEvent
 

@@ -34,7 +34,7 @@ from typing import Sequence
 import numpy as np
 
 from kws.runtime.errors import DataError
-from kws.runtime.features import float_peak_error
+from kws.runtime.features import float_peak_error, to_pcm16
 from kws.runtime.labels import SEED_LABELS
 
 logger = logging.getLogger(__name__)
@@ -114,12 +114,6 @@ class Dataset:
     def label_strings(self, idx=slice(None)) -> np.ndarray:
         """Label names (str array) for ``idx``."""
         return np.asarray(self.label_names)[self.labels[idx]]
-
-
-def to_pcm16(audio: np.ndarray) -> np.ndarray:
-    """float audio in [-1, 1] -> int16 PCM (``round(x * 32768)``, clipped to [-32768, 32767]): the
-    inverse of :meth:`Dataset.audio` for int16 sets."""
-    return np.clip(np.round(np.asarray(audio) * 32768.0), -32768, 32767).astype(np.int16)
 
 
 @dataclass(frozen=True)

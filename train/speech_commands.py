@@ -35,7 +35,7 @@ from kws.runtime.audio_io import read_wav, to_mono
 from kws.runtime.errors import DataError
 from kws.runtime.fileio import check_output, check_seed, save_npz
 from kws.runtime.labels import KEYWORDS, SILENCE, UNKNOWN
-from kws.train.data import to_pcm16
+from kws.runtime.features import to_pcm16
 
 logger = logging.getLogger(__name__)
 

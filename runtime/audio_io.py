@@ -1,6 +1,6 @@
 """Reading and writing WAV files with numpy alone.
 
-:func:`read_wav` parses the RIFF container itself (the stdlib :mod:`wave` reads neither IEEE
+:func:`wav_info` parses the RIFF container itself (the stdlib :mod:`wave` reads neither IEEE
 float nor every ``WAVE_FORMAT_EXTENSIBLE`` file), so that a Raspberry Pi needs nothing but
 numpy. Supported encodings:
 
@@ -18,14 +18,21 @@ ADPCM, big-endian RIFX, a truncated header, an empty data chunk) is refused with
 
 A data chunk whose declared size runs past the end of the file (what ``arecord`` leaves when
 it is interrupted, or writes as 0xFFFFFFFF when streaming) is read up to the last whole frame.
+
+:func:`iter_wav` reads the frames in blocks, holding one at a time, so an hours-long recording is
+never in memory whole: :class:`~kws.runtime.sources.WavSource` (and through it ``kws-listen --wav``
+and ``kws-eval-stream``) reads that way. :func:`read_wav` reads a whole file at once.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import struct
 import wave
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -93,8 +100,160 @@ def check_wav_path(path: str | Path) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class WavInfo:
+    """What a WAV file's header says, checked: enough to read its frames without holding them.
+
+    ``n_frames`` counts whole frames actually in the file: a data chunk declared longer than the
+    file (``arecord`` interrupted, or 0xFFFFFFFF while streaming) is clamped to it, and a
+    trailing partial frame (``trailing_bytes``) is left out.
+    """
+
+    path: Path
+    sample_rate_hz: int
+    channels: int
+    bits: int
+    format_tag: int        # WAVE_FORMAT_PCM or WAVE_FORMAT_IEEE_FLOAT (an EXTENSIBLE file's sub-format)
+    data_offset: int       # byte offset of the first frame
+    n_frames: int
+    trailing_bytes: int    # bytes of a partial last frame, ignored
+
+    @property
+    def frame_bytes(self) -> int:
+        return self.channels * (self.bits // 8)
+
+    @property
+    def duration_s(self) -> float:
+        return self.n_frames / self.sample_rate_hz
+
+
+def _open(path: Path):
+    try:
+        return path.open("rb")
+    except FileNotFoundError:
+        raise DataError(f"{path}: WAV file not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, expected a WAV file") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read WAV file ({exc.strerror})") from None
+
+
+def wav_info(path: str | Path) -> WavInfo:
+    """Parse and check a WAV file's header, reading only its chunk headers (not its samples).
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    WavInfo
+
+    Raises
+    ------
+    DataError
+        Missing, unreadable, not a WAV, corrupt, an unsupported encoding, or no samples.
+    """
+    path = Path(path)
+    with _open(path) as fh:
+        try:
+            file_bytes = os.fstat(fh.fileno()).st_size
+            head = fh.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                what = "empty file" if not head else "no RIFF/WAVE header"
+                raise DataError(f"{path}: not a WAV file ({what})")
+            fmt = None
+            data = None   # (offset, size clamped to the file)
+            pos = 12
+            while pos + 8 <= file_bytes:
+                fh.seek(pos)
+                header = fh.read(8)
+                chunk_id, size = header[:4], struct.unpack("<I", header[4:8])[0]
+                body_start = pos + 8
+                if chunk_id == b"fmt ":
+                    if body_start + size > file_bytes:
+                        raise DataError(f"{path}: corrupt WAV (the 'fmt ' chunk runs past the end of the file)")
+                    fmt = _parse_fmt(path, fh.read(size))
+                elif chunk_id == b"data":
+                    data = (body_start, max(0, min(size, file_bytes - body_start)))
+                    if body_start + size >= file_bytes:
+                        break
+                pos = body_start + size + (size & 1)
+        except OSError as exc:
+            raise DataError(f"{path}: cannot read WAV file ({exc.strerror})") from None
+    if fmt is None:
+        raise DataError(f"{path}: corrupt WAV (no 'fmt ' chunk)")
+    if data is None:
+        raise DataError(f"{path}: corrupt WAV (no 'data' chunk)")
+    tag, channels, rate, block_align, bits = fmt
+    if tag not in (WAVE_FORMAT_PCM, WAVE_FORMAT_IEEE_FLOAT):
+        name = _FORMAT_NAMES.get(tag, "unknown")
+        raise DataError(f"{path}: unsupported WAV encoding (format tag 0x{tag:04X}, {name}); "
+                        f"expected {_EXPECTED}")
+    if channels < 1 or rate < 1 or bits < 8 or bits % 8:
+        raise DataError(f"{path}: corrupt WAV header (channels={channels}, sample rate={rate} Hz, "
+                        f"bits={bits})")
+    if tag == WAVE_FORMAT_PCM and bits not in (8, 16, 24, 32):
+        raise DataError(f"{path}: unsupported PCM sample size {bits} bits; expected {_EXPECTED}")
+    if tag == WAVE_FORMAT_IEEE_FLOAT and bits not in (32, 64):
+        raise DataError(f"{path}: unsupported float sample size {bits} bits; expected {_EXPECTED}")
+    frame_bytes = channels * (bits // 8)
+    if block_align not in (0, frame_bytes):
+        raise DataError(f"{path}: corrupt WAV header (block align {block_align}, expected "
+                        f"{frame_bytes} for {channels} x {bits}-bit)")
+    offset, size = data
+    n_frames = size // frame_bytes
+    if n_frames == 0:
+        raise DataError(f"{path}: WAV file contains no audio samples")
+    return WavInfo(path=path, sample_rate_hz=int(rate), channels=int(channels), bits=int(bits), format_tag=tag,
+                   data_offset=offset, n_frames=n_frames, trailing_bytes=size - n_frames * frame_bytes)
+
+
+def iter_wav(info: WavInfo | str | Path, *, block_frames: int = 8192) -> Iterator[np.ndarray]:
+    """Read a WAV file's frames in blocks, holding one block at a time.
+
+    Parameters
+    ----------
+    info : WavInfo (from :func:`wav_info`), or a path
+    block_frames : int
+        Frames per block (the last block may be shorter).
+
+    Yields
+    ------
+    np.ndarray, float32, shape (n, channels)
+        Integer PCM scaled to [-1, 1) (16-bit: ``x / 32768``); float files as stored.
+
+    Raises
+    ------
+    DataError
+        As :func:`wav_info`; also a float block with NaN or infinite samples, or a file that has
+        shrunk since its header was read.
+    """
+    if not isinstance(info, WavInfo):
+        info = wav_info(info)
+    if block_frames < 1:
+        raise DataError(f"block of {block_frames} frames: expected a positive integer")
+    if info.trailing_bytes:
+        logger.warning("%s: data chunk ends in a partial frame; ignoring its last %d bytes", info.path,
+                       info.trailing_bytes)
+    with _open(info.path) as fh:
+        fh.seek(info.data_offset)
+        left = info.n_frames
+        while left > 0:
+            n = min(block_frames, left)
+            try:
+                raw = fh.read(n * info.frame_bytes)
+            except OSError as exc:
+                raise DataError(f"{info.path}: cannot read WAV file ({exc.strerror})") from None
+            if len(raw) < n * info.frame_bytes:
+                raise DataError(f"{info.path}: the file ended {left - len(raw) // info.frame_bytes} frames early "
+                                "(was it changed while being read?)")
+            yield _decode(info.path, raw, info.format_tag, info.channels, info.bits)
+            left -= n
+
+
 def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
-    """Read a WAV file.
+    """Read a whole WAV file (:func:`iter_wav` reads one in blocks).
 
     Parameters
     ----------
@@ -111,59 +270,9 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     DataError
         Missing, unreadable, not a WAV, corrupt, an unsupported encoding, or no samples.
     """
-    path = Path(path)
-    try:
-        blob = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: WAV file not found") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, expected a WAV file") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read WAV file ({exc.strerror})") from None
-    if len(blob) < 12 or blob[:4] != b"RIFF" or blob[8:12] != b"WAVE":
-        what = "empty file" if not blob else "no RIFF/WAVE header"
-        raise DataError(f"{path}: not a WAV file ({what})")
-
-    fmt = None
-    data_raw = None
-    pos = 12
-    while pos + 8 <= len(blob):
-        chunk_id = blob[pos:pos + 4]
-        size = struct.unpack("<I", blob[pos + 4:pos + 8])[0]
-        body_start = pos + 8
-        if chunk_id == b"fmt ":
-            if body_start + size > len(blob):
-                raise DataError(f"{path}: corrupt WAV (the 'fmt ' chunk runs past the end of the file)")
-            fmt = _parse_fmt(path, blob[body_start:body_start + size])
-        elif chunk_id == b"data":
-            data_raw = blob[body_start:body_start + size]  # clamped to the file by slicing
-            if body_start + size >= len(blob):
-                break
-        pos = body_start + size + (size & 1)
-    if fmt is None:
-        raise DataError(f"{path}: corrupt WAV (no 'fmt ' chunk)")
-    if data_raw is None:
-        raise DataError(f"{path}: corrupt WAV (no 'data' chunk)")
-    tag, channels, rate, block_align, bits = fmt
-    if tag not in (WAVE_FORMAT_PCM, WAVE_FORMAT_IEEE_FLOAT):
-        name = _FORMAT_NAMES.get(tag, "unknown")
-        raise DataError(f"{path}: unsupported WAV encoding (format tag 0x{tag:04X}, {name}); "
-                        f"expected {_EXPECTED}")
-    if channels < 1 or rate < 1 or bits < 8 or bits % 8:
-        raise DataError(f"{path}: corrupt WAV header (channels={channels}, sample rate={rate} Hz, "
-                        f"bits={bits})")
-    frame_bytes = channels * (bits // 8)
-    if block_align not in (0, frame_bytes):
-        raise DataError(f"{path}: corrupt WAV header (block align {block_align}, expected "
-                        f"{frame_bytes} for {channels} x {bits}-bit)")
-    n_frames = len(data_raw) // frame_bytes
-    if n_frames == 0:
-        raise DataError(f"{path}: WAV file contains no audio samples")
-    if n_frames * frame_bytes != len(data_raw):
-        logger.warning("%s: data chunk ends in a partial frame; ignoring its last %d bytes", path,
-                       len(data_raw) - n_frames * frame_bytes)
-    audio = _decode(path, data_raw[:n_frames * frame_bytes], tag, channels, bits)
-    return audio, int(rate)
+    info = wav_info(path)
+    blocks = list(iter_wav(info, block_frames=info.n_frames))
+    return blocks[0], info.sample_rate_hz
 
 
 def write_wav(path: str | Path, audio: np.ndarray, sample_rate_hz: int) -> Path:

@@ -217,10 +217,10 @@ def check_png_path(path: Path, *, flag: str, force: bool = False) -> None:
 
 def _check_wav(wav: Path, truth: Truth, truth_path: Path, model_rate_hz: int) -> None:
     """Refuse a wav that is not the truth's stream; note a rate that will be resampled."""
-    from kws.runtime.audio_io import read_wav
+    from kws.runtime.audio_io import wav_info
 
-    audio, rate = read_wav(wav)
-    duration_s = audio.shape[0] / rate
+    info = wav_info(wav)   # the header: the samples are read once, by the pipeline
+    rate, duration_s = info.sample_rate_hz, info.duration_s
     if abs(duration_s - truth.duration_s) > DURATION_SLACK_S:
         raise DataError(f"{wav} lasts {duration_s:.2f} s but {truth_path} says duration_s={truth.duration_s:.2f}: "
                         "not the truth file of this stream")
@@ -466,14 +466,14 @@ def save_false_accepts(path: Path, runs: Sequence[StreamRun], outcomes: Sequence
     detection outcomes, as :func:`evaluate` matched them) out of its audio into ``path``
     (:mod:`kws.runtime.mining`); returns the report's ``false_accepts_saved`` entry."""
     from kws.runtime.fileio import save_npz
-    from kws.runtime.mining import concatenate, mine_stream, stream_audio
+    from kws.runtime.mining import concatenate, mine_stream, stream_blocks
 
     features = model.features
     parts = []
     for r, run_outcomes in zip(runs, outcomes):
         if "false_accept" not in run_outcomes:
             continue
-        audio = stream_audio(r.wav, sample_rate_hz=features.sample_rate_hz)
+        audio = stream_blocks(r.wav, sample_rate_hz=features.sample_rate_hz)
         parts.append(mine_stream(audio, wav_name=str(r.wav), truth=r.truth, detections=r.detections,
                                  outcomes=run_outcomes, scores=r.scores, labels=list(model.labels),
                                  sample_rate_hz=features.sample_rate_hz, window_samples=features.window_samples,

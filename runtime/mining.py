@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -77,20 +77,58 @@ def check_can_mine(labels: Sequence[str]) -> None:
                        "mined clips are filed under it")
 
 
-def stream_audio(path: str | Path, *, sample_rate_hz: int) -> np.ndarray:
-    """The samples the pipeline saw: ``path`` through :class:`~kws.runtime.sources.WavSource` with
-    :func:`~kws.runtime.pipeline.run_wav`'s block size (mixed down, resampled to ``sample_rate_hz``).
+def stream_blocks(path: str | Path, *, sample_rate_hz: int) -> Iterator[np.ndarray]:
+    """The samples the pipeline saw, block by block: ``path`` through
+    :class:`~kws.runtime.sources.WavSource` with :func:`~kws.runtime.pipeline.run_wav`'s block size
+    (mixed down, resampled to ``sample_rate_hz``); one block is held at a time.
 
-    Returns
-    -------
-    np.ndarray, float32, shape (n_samples,)
+    Yields
+    ------
+    np.ndarray, float32, shape (n,)
     """
     from kws.runtime.pipeline import DEFAULT_BLOCK_SAMPLES
     from kws.runtime.sources import WavSource
 
-    source = WavSource(path, target_rate_hz=sample_rate_hz, block_samples=DEFAULT_BLOCK_SAMPLES)
-    blocks = list(source)
-    return np.concatenate(blocks).astype(np.float32) if blocks else np.zeros(0, np.float32)
+    yield from WavSource(path, target_rate_hz=sample_rate_hz, block_samples=DEFAULT_BLOCK_SAMPLES)
+
+
+def cut_windows(blocks: Iterable[np.ndarray] | np.ndarray, end_samples: Sequence[int], *,
+                window_samples: int) -> dict[int, np.ndarray]:
+    """Cut the windows ``[end - window_samples, end)`` out of a stream in one pass, holding no more
+    than one block and one window of it.
+
+    Parameters
+    ----------
+    blocks : np.ndarray, shape (n_samples,), or an iterable of such blocks, in order
+    end_samples : ends of the windows, in samples from the stream's start (each >= window_samples)
+    window_samples : int
+
+    Returns
+    -------
+    dict end_sample -> np.ndarray, float32, shape (window_samples,)
+        Ends past the end of the stream are missing.
+    """
+    if isinstance(blocks, np.ndarray):
+        blocks = [blocks]
+    pending = sorted(set(int(e) for e in end_samples))
+    out: dict[int, np.ndarray] = {}
+    tail = np.zeros(0, np.float32)   # the last samples before the current block
+    seen = 0                         # samples of the stream before the current block
+    i = 0
+    for block in blocks:
+        if i == len(pending):
+            break
+        block = np.asarray(block, dtype=np.float32)
+        joined = np.concatenate([tail, block])
+        first = seen - len(tail)     # stream index of joined[0]
+        seen += len(block)
+        while i < len(pending) and pending[i] <= seen:
+            end = pending[i]
+            if end - window_samples >= first:
+                out[end] = joined[end - window_samples - first:end - first].copy()
+            i += 1
+        tail = joined[-window_samples:]
+    return out
 
 
 def _overlaps(events, start_s: float, end_s: float) -> list[tuple[float, Any]]:
@@ -110,7 +148,8 @@ def mine_stream(audio: np.ndarray, *, wav_name: str, truth, detections: Sequence
 
     Parameters
     ----------
-    audio : np.ndarray, float32, shape (n_samples,)  the stream at the model rate (:func:`stream_audio`)
+    audio : the stream at the model rate: np.ndarray, float32, shape (n_samples,), or its blocks in order
+        (:func:`stream_blocks`; read once, after the false accepts are chosen, one block at a time)
     wav_name : str  the wav's path, recorded per clip
     truth : Truth  the stream's truth (its keyword events are avoided, its unknown words name speakers)
     detections, outcomes : the pipeline's detections and their outcomes (``"false_accept"`` is mined)
@@ -128,7 +167,7 @@ def mine_stream(audio: np.ndarray, *, wav_name: str, truth, detections: Sequence
     """
     times = np.array([t for t, _ in scores], dtype=np.float64)
     window_s = window_samples / sample_rate_hz
-    rows, speakers, ends, detected, best_scores = [], [], [], [], []
+    chosen = []   # (end_sample, speaker, detected, score), in stream order
     seen: set[int] = set()
     skipped = 0
     for det, outcome in zip(detections, outcomes):
@@ -141,8 +180,7 @@ def mine_stream(audio: np.ndarray, *, wav_name: str, truth, detections: Sequence
             continue
         best = max(candidates[::-1], key=lambda i: float(scores[i][1][k]))   # ties: the window that fired
         end_sample = int(round(times[best] * sample_rate_hz))
-        start_sample = end_sample - window_samples
-        if start_sample < 0 or end_sample > audio.shape[0] or end_sample in seen:
+        if end_sample < window_samples or end_sample in seen:
             continue
         end_s = end_sample / sample_rate_hz
         if _overlaps(truth.events, end_s - window_s, end_s):
@@ -151,15 +189,19 @@ def mine_stream(audio: np.ndarray, *, wav_name: str, truth, detections: Sequence
         seen.add(end_sample)
         words = _overlaps(truth.unknown_events, end_s - window_s, end_s)
         speaker = max(words, key=lambda ow: ow[0])[1].speaker if words else None
-        rows.append(to_pcm16(audio[start_sample:end_sample]))
-        speakers.append(str(speaker) if speaker is not None else SPEAKER_PREFIX + Path(wav_name).name)
-        ends.append(end_s)
-        detected.append(det.label)
-        best_scores.append(float(scores[best][1][k]))
-    return MinedClips(wav=np.array(rows, dtype=np.int16).reshape(len(rows), window_samples),
-                      speaker=np.array(speakers, dtype=str), source=np.array([wav_name] * len(rows), dtype=str),
-                      end_s=np.array(ends, dtype=np.float64), detected=np.array(detected, dtype=str),
-                      score=np.array(best_scores, dtype=np.float32), skipped_on_keyword=skipped)
+        chosen.append((end_sample, str(speaker) if speaker is not None else SPEAKER_PREFIX + Path(wav_name).name,
+                       det.label, float(scores[best][1][k])))
+    windows = cut_windows(audio, [c[0] for c in chosen], window_samples=window_samples) if chosen else {}
+    kept = [c for c in chosen if c[0] in windows]
+    if len(kept) < len(chosen):   # cannot happen either: a window that was scored lies inside the stream
+        logger.warning("%s: %d false accept(s) end past the audio; not mined", wav_name, len(chosen) - len(kept))
+    return MinedClips(wav=np.array([to_pcm16(windows[c[0]]) for c in kept], dtype=np.int16).reshape(
+                          len(kept), window_samples),
+                      speaker=np.array([c[1] for c in kept], dtype=str),
+                      source=np.array([wav_name] * len(kept), dtype=str),
+                      end_s=np.array([c[0] / sample_rate_hz for c in kept], dtype=np.float64),
+                      detected=np.array([c[2] for c in kept], dtype=str),
+                      score=np.array([c[3] for c in kept], dtype=np.float32), skipped_on_keyword=skipped)
 
 
 def concatenate(parts: Sequence[MinedClips], *, window_samples: int) -> MinedClips:

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO, Callable, Iterator
 
 import numpy as np
 
-from kws.runtime.audio_io import read_wav, to_mono
+from kws.runtime.audio_io import iter_wav, to_mono, wav_info
 from kws.runtime.errors import AudioError, KwsError
 from kws.runtime.resample import StreamingResampler
 
@@ -80,7 +80,8 @@ class WavSource(AudioSource):
 
     Parameters
     ----------
-    path : a WAV file (see :func:`kws.runtime.audio_io.read_wav` for the encodings).
+    path : a WAV file (see :mod:`kws.runtime.audio_io` for the encodings), read block by block:
+        only its header is read here, and only one block is held at a time.
     target_rate_hz : int
         Rate of the blocks produced (the model's).
     block_samples : int
@@ -96,14 +97,14 @@ class WavSource(AudioSource):
         if block_samples < 1:
             raise KwsError(f"block of {block_samples} samples: expected a positive integer")
         self.path = Path(path)
-        audio, self.file_rate_hz = read_wav(self.path)
-        self.channels = audio.shape[1]
-        self.audio = to_mono(audio)
+        self.info = wav_info(self.path)   # the header only: the frames are read block by block
+        self.file_rate_hz = self.info.sample_rate_hz
+        self.channels = self.info.channels
         self.target_rate_hz = int(target_rate_hz)
         self.block_samples = int(block_samples)
         self.realtime = realtime
         self._clock, self._sleep = clock, sleep
-        self.duration_s = len(self.audio) / self.file_rate_hz
+        self.duration_s = self.info.duration_s
         self.description = (f"{self.path} ({self.file_rate_hz} Hz, {self.channels} ch, "
                             f"{self.duration_s:.2f} s)")
 
@@ -111,11 +112,12 @@ class WavSource(AudioSource):
         resampler = StreamingResampler(self.file_rate_hz, self.target_rate_hz)
         pacer = _Pacer(self.file_rate_hz, clock=self._clock or time.monotonic,
                        sleep=self._sleep or time.sleep)
-        for start in range(0, len(self.audio), self.block_samples):
-            end = min(start + self.block_samples, len(self.audio))
+        end = 0
+        for frames in iter_wav(self.info, block_frames=self.block_samples):
+            end += len(frames)
             if self.realtime:
                 pacer.wait_until(end)
-            out = resampler.process(self.audio[start:end])
+            out = resampler.process(to_mono(frames))
             if len(out):
                 yield out
         tail = resampler.flush()

@@ -5,12 +5,13 @@ from __future__ import annotations
 import shutil
 import struct
 import subprocess
+import tracemalloc
 
 import numpy as np
 import pytest
 import scipy.io.wavfile
 
-from kws.runtime.audio_io import read_wav, to_mono, write_wav
+from kws.runtime.audio_io import iter_wav, read_wav, to_mono, wav_info, write_wav
 from kws.runtime.errors import DataError
 
 
@@ -165,3 +166,88 @@ def test_write_wav_bad_input(tmp_path):
         write_wav(tmp_path / "x.wav", np.zeros((2, 2, 2)), 8000)
     with pytest.raises(DataError, match="sample_rate_hz=0"):
         write_wav(tmp_path / "x.wav", np.zeros(4), 0)
+
+
+# -----------------------------------------------------------------------------------------
+# Block by block: wav_info reads the header, iter_wav one block at a time
+# -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype,channels", [(np.int16, 1), (np.int16, 3), (np.uint8, 2), (np.int32, 1),
+                                            (np.float32, 2), (np.float64, 1)])
+@pytest.mark.parametrize("block_frames", [1, 7, 256, 5000])
+def test_blocks_join_to_the_whole_file(tmp_path, ramp, dtype, channels, block_frames):
+    x = np.clip(np.tile(ramp, (1, 2))[:, :channels], -0.99, 0.99)
+    data = (np.round(x * 127 + 128).astype(np.uint8) if dtype == np.uint8 else
+            np.round(x * 32767).astype(np.int16) if dtype == np.int16 else
+            np.round(x * 2**30).astype(np.int32) if dtype == np.int32 else x.astype(dtype))
+    path = tmp_path / "x.wav"
+    scipy.io.wavfile.write(path, 22050, data if channels > 1 else data[:, 0])
+    whole, rate = read_wav(path)
+    blocks = list(iter_wav(path, block_frames=block_frames))
+    assert all(b.dtype == np.float32 and b.shape[1] == channels for b in blocks)
+    assert [len(b) for b in blocks[:-1]] == [block_frames] * (len(blocks) - 1)
+    np.testing.assert_array_equal(np.concatenate(blocks), whole)
+    info = wav_info(path)
+    assert (info.sample_rate_hz, info.channels, info.n_frames) == (rate, channels, 1000)
+    assert info.duration_s == pytest.approx(1000 / 22050)
+
+
+def test_info_of_a_streamed_recording_counts_whole_frames(tmp_path, caplog):
+    pcm = np.arange(100, dtype="<i2")
+    path = tmp_path / "s.wav"
+    path.write_bytes(wav_bytes(pcm.tobytes() + b"\x07", data_size=0xFFFFFFFF))
+    info = wav_info(path)
+    assert info.n_frames == 100 and info.trailing_bytes == 1 and info.duration_s == 100 / 8000
+    np.testing.assert_array_equal(np.concatenate(list(iter_wav(info, block_frames=30)))[:, 0], pcm / 32768)
+    assert "partial frame" in caplog.text
+
+
+def test_header_only_reads_no_samples(tmp_path):
+    """Two hours at 48 kHz stereo (a sparse file of 1.4 GB): the header says so at once, and reading
+    its first blocks holds only those blocks."""
+    n_frames = 2 * 3600 * 48000
+    path = tmp_path / "long.wav"
+    path.write_bytes(wav_bytes(b"", rate=48000, channels=2, data_size=n_frames * 4))
+    with path.open("r+b") as fh:
+        fh.truncate(path.stat().st_size + n_frames * 4)
+    tracemalloc.start()
+    try:
+        info = wav_info(path)
+        blocks = iter_wav(info, block_frames=4800)
+        first = [next(blocks) for _ in range(3)]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    blocks.close()
+    assert info.n_frames == n_frames and info.duration_s == 7200.0
+    assert all(b.shape == (4800, 2) and not b.any() for b in first)
+    assert peak < 5 * 2**20   # a block is 38 kB; the file's samples would be 5.5 GB as float32
+
+
+def test_a_file_that_shrinks_while_read_is_refused(tmp_path):
+    path = tmp_path / "x.wav"
+    write_wav(path, np.zeros(1000), 8000)
+    info = wav_info(path)
+    with path.open("r+b") as fh:
+        fh.truncate(info.data_offset + 500 * 2)
+    with pytest.raises(DataError, match="ended 500 frames early") as err:
+        list(iter_wav(info, block_frames=300))
+    assert str(path) in str(err.value)
+
+
+def test_iter_wav_bad_block_size(tmp_path):
+    write_wav(tmp_path / "x.wav", np.zeros(10), 8000)
+    with pytest.raises(DataError, match="block of 0 frames"):
+        list(iter_wav(tmp_path / "x.wav", block_frames=0))
+
+
+@pytest.mark.parametrize("content,match", [
+    (b"", "not a WAV file \\(empty file\\)"),
+    (wav_bytes(b"\x00" * 10, tag=7, bits=8), "mu-law"),
+    (wav_bytes(b"\x00" * 10, tag=3, bits=16), "unsupported float sample size 16 bits"),
+    (wav_bytes(b"\x00" * 12, bits=48, block_align=6), "unsupported PCM sample size 48 bits"),
+])
+def test_header_refusals_come_before_any_sample_is_read(tmp_path, content, match):
+    path = tmp_path / "bad.wav"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=match):
+        wav_info(path)

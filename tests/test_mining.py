@@ -14,7 +14,7 @@ from kws.runtime.audio_io import read_wav, write_wav
 from kws.runtime.detector import Detection
 from kws.runtime.errors import KwsError
 from kws.runtime.features import to_pcm16
-from kws.runtime.mining import UNKNOWN_LABEL, check_can_mine, mine_stream
+from kws.runtime.mining import UNKNOWN_LABEL, check_can_mine, cut_windows, mine_stream
 from kws.runtime.model import KwsModel
 from kws.runtime.scoring import Truth, TruthEvent
 
@@ -116,6 +116,35 @@ def test_mine_stream_picks_the_best_window_and_avoids_keywords():
     none = mine_stream(audio, wav_name="x.wav", truth=truth, detections=dets[:1], outcomes=["hit"], scores=scores,
                        labels=labels, sample_rate_hz=RATE, window_samples=RATE, span_s=0.5)
     assert len(none) == 0 and none.wav.shape == (0, RATE)
+
+
+def test_cut_windows_from_blocks_match_slices_of_the_whole():
+    rng = np.random.default_rng(3)
+    audio = rng.normal(size=20_000).astype(np.float32)
+    cuts = rng.integers(0, 20_000, 40)
+    blocks = np.split(audio, np.sort(cuts))              # blocks of every size, some empty
+    ends = [8000, 8001, 12_345, 19_999, 20_000, 20_001, 8000, 30_000]
+    out = cut_windows(iter(blocks), ends, window_samples=8000)
+    assert sorted(out) == [8000, 8001, 12_345, 19_999, 20_000]   # past the end: missing
+    for end, window in out.items():
+        np.testing.assert_array_equal(window, audio[end - 8000:end])
+    assert cut_windows(audio, [500], window_samples=8000) == {}   # before a whole window: missing
+    tiny = cut_windows((b for b in np.split(audio, 20_000)), [9000], window_samples=8000)   # one sample a block
+    np.testing.assert_array_equal(tiny[9000], audio[1000:9000])
+
+
+def test_mine_stream_reads_blocks_as_it_reads_an_array():
+    labels = ["yes", "no", "unknown"]
+    audio = np.random.default_rng(4).uniform(-0.5, 0.5, 10 * RATE).astype(np.float32)
+    truth = Truth(RATE, 10.0, (), ())
+    scores = [(float(t), np.array([0.1, 0.8, 0.1], np.float32)) for t in np.arange(1.0, 10.01, 0.25)]
+    dets = [Detection(4.0, "no", 0.8), Detection(8.25, "no", 0.8)]
+    kw = dict(wav_name="x.wav", truth=truth, detections=dets, outcomes=["false_accept"] * 2, scores=scores,
+              labels=labels, sample_rate_hz=RATE, window_samples=RATE, span_s=0.5)
+    whole = mine_stream(audio, **kw)
+    streamed = mine_stream(iter(np.array_split(audio, 37)), **kw)
+    assert list(whole.end_s) == list(streamed.end_s) == [4.0, 8.25]
+    np.testing.assert_array_equal(whole.wav, streamed.wav)
 
 
 def test_nothing_to_save_writes_nothing(tiny_models, streams_dir, tmp_path):  # noqa: F811

@@ -50,6 +50,24 @@ def test_wav_source_realtime_paces_with_the_clock(tmp_path):
     assert len(slept) == 10  # not paced
 
 
+def test_wav_source_holds_one_block_not_the_file(tmp_path, monkeypatch):
+    """A long recording is read block by block: its length comes from the header, and the frames
+    come from reads of one block each."""
+    import kws.runtime.audio_io as audio_io
+
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-0.5, 0.5, 16000 * 30).astype(np.float32)
+    write_wav(tmp_path / "a.wav", x, 16000)
+    decoded = []
+    real_decode = audio_io._decode
+    monkeypatch.setattr(audio_io, "_decode", lambda path, raw, *a: decoded.append(len(raw)) or real_decode(path, raw, *a))
+    source = WavSource(tmp_path / "a.wav", target_rate_hz=8000, block_samples=1600)
+    assert source.duration_s == 30.0 and decoded == []      # the header only
+    out = np.concatenate(list(source))
+    assert max(decoded) == 1600 * 2 and sum(decoded) == len(x) * 2
+    np.testing.assert_allclose(out, resample(np.round(x * 32767) / 32768, 16000, 8000), atol=1e-4)
+
+
 def test_wav_source_bad_block_size(tmp_path):
     write_wav(tmp_path / "a.wav", np.zeros(10), 8000)
     with pytest.raises(KwsError, match="block of 0 samples"):

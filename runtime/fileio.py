@@ -24,7 +24,9 @@ numpy only, like the rest of the runtime.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import stat
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -32,6 +34,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from kws.runtime.errors import DataError, KwsError
+
+logger = logging.getLogger(__name__)
 
 #: Seeds are handed to numpy's generators and to Keras, whose seeds are 32-bit.
 MAX_SEED = 2**32 - 1
@@ -120,6 +124,34 @@ def temporary_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
+def _backup(path: Path) -> Path | None:
+    """A hard link to ``path`` (None when there is no file there to keep)."""
+    if not path.is_file():
+        return None
+    backup = path.with_name(f".{path.name}.{os.getpid()}.bak")
+    if backup.exists():
+        backup.unlink()
+    try:
+        os.link(path, backup)
+    except OSError:          # a file system without hard links (FAT): a copy
+        shutil.copy2(path, backup)
+    return backup
+
+
+def _roll_back(renamed: Sequence[Path], backups: Mapping[Path, Path | None]) -> None:
+    """Put back what the renames in ``renamed`` replaced (best effort: a failure is logged)."""
+    for path in renamed:
+        backup = backups.get(path)
+        try:
+            if backup is not None:
+                os.replace(backup, path)
+            elif path.exists():
+                path.unlink()
+        except OSError as exc:
+            logger.error("could not restore %s after a failed write (%s); it holds the new version", path,
+                         exc.strerror or exc)
+
+
 def write_atomically(writers: Sequence[tuple[Path, Callable[[Path], Any]]]) -> None:
     """Write files so that none is ever half-written.
 
@@ -127,6 +159,9 @@ def write_atomically(writers: Sequence[tuple[Path, Callable[[Path], Any]]]) -> N
     format ``path`` asks for: the temporary name has another suffix); when all have been written
     they are renamed onto their paths. Missing parent folders are made first. If a write fails, the
     temporary files and the folders made for them are removed, and the paths are left as they were.
+    If a rename fails after others succeeded (a file made read-only or a folder replaced meanwhile),
+    those are rolled back from hard-linked backups of the files they replaced, so that a set of
+    files that belong together (a stream and its truth) is never left half new and half old.
 
     Raises
     ------
@@ -135,6 +170,8 @@ def write_atomically(writers: Sequence[tuple[Path, Callable[[Path], Any]]]) -> N
     """
     staged: list[tuple[Path, Path]] = []
     made: list[Path] = []
+    backups: dict[Path, Path | None] = {}   # target -> hard link to the file it replaces (None: no such file)
+    renamed: list[Path] = []
     current = None
     done = False
     try:
@@ -147,15 +184,24 @@ def write_atomically(writers: Sequence[tuple[Path, Callable[[Path], Any]]]) -> N
             write(tmp)
             if current.is_file():   # a replaced file keeps its permissions
                 os.chmod(tmp, stat.S_IMODE(current.stat().st_mode))
+        if len(staged) > 1:
+            for current, _ in staged:
+                backups[current] = _backup(current)
         for current, tmp in staged:
             os.replace(tmp, current)
+            renamed.append(current)
         done = True
     except OSError as exc:
+        if renamed:
+            _roll_back(renamed, backups)
         raise DataError(f"cannot write {current}: {exc.strerror or exc}") from None
     finally:
         for _, tmp in staged:
             if tmp.exists():
                 tmp.unlink()
+        for backup in backups.values():
+            if backup is not None and backup.exists():
+                backup.unlink()
         if not done:
             remove_empty_folders(sorted(made, key=lambda f: len(f.parts), reverse=True))
 

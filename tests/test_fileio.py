@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,6 +63,36 @@ def test_write_atomically_all_or_nothing_and_keeps_permissions(tmp_path):
     write_text_atomic(old, "new")
     assert old.read_text() == "new" and stat.S_IMODE(old.stat().st_mode) == 0o600
     assert temporary_path(old).name.startswith(".a.json.") and not temporary_path(old).exists()
+
+
+@pytest.mark.parametrize("links", [True, False])
+def test_a_failed_rename_rolls_back_the_ones_before_it(tmp_path, monkeypatch, links):
+    """Three files that belong together; the third rename fails: the first two are put back as
+    they were (a replaced file restored, a new one removed), and no backup is left behind."""
+    import kws.runtime.fileio as fileio
+
+    wav, truth, third = tmp_path / "kw.wav", tmp_path / "kw.json", tmp_path / "kw_negatives.wav"
+    wav.write_text("old wav")
+    third.write_text("old third")
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if Path(dst) == third and Path(src).name.endswith(".tmp"):
+            raise OSError(13, "Permission denied")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(fileio.os, "replace", replace)
+    if not links:
+        monkeypatch.setattr(fileio.os, "link", lambda a, b: (_ for _ in ()).throw(OSError(1, "no links here")))
+    with pytest.raises(DataError, match="cannot write .*kw_negatives.wav: Permission denied"):
+        write_atomically([(wav, lambda tmp: tmp.write_text("new wav")), (truth, lambda tmp: tmp.write_text("new")),
+                          (third, lambda tmp: tmp.write_text("new third"))])
+    assert wav.read_text() == "old wav" and not truth.exists() and third.read_text() == "old third"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kw.wav", "kw_negatives.wav"]
+    monkeypatch.setattr(fileio.os, "replace", real_replace)
+    write_atomically([(wav, lambda tmp: tmp.write_text("new wav")), (truth, lambda tmp: tmp.write_text("new"))])
+    assert wav.read_text() == "new wav" and truth.read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kw.json", "kw.wav", "kw_negatives.wav"]
 
 
 def test_save_npz_writes_exactly_the_path(tmp_path):

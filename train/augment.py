@@ -27,7 +27,10 @@ Waveform stages, in order (each can be switched off in :class:`AugmentConfig`):
    ``silence`` clips the noise is added at a random level relative to the clip instead (an SNR
    against silence means nothing). Noise comes from the training split's ``silence`` clips
    (never validation/test) or from a folder of wavs (:meth:`NoiseBank.from_dir`).
-3. **gain**: multiply by a uniform random gain in ``+-gain_db`` dB; the result is clipped to [-1, 1].
+3. **random channel** (probability ``channel_prob``, off by default): the clip, noise included,
+   through a random smooth microphone frequency response (tilt, resonances, band limits) at its
+   own RMS level (:mod:`kws.train.channel`).
+4. **gain**: multiply by a uniform random gain in ``+-gain_db`` dB; the result is clipped to [-1, 1].
 
 Spectrum stage (spectrogram inputs only; probability ``vtlp_prob``, off by default):
 vocal-tract-length perturbation (Jaitly and Hinton 2013, "Vocal Tract Length Perturbation (VTLP)
@@ -60,6 +63,7 @@ import numpy as np
 
 from kws.runtime.errors import DataError, KwsError
 from kws.runtime.features import FeatureConfig, compute_features, magnitude_to_features, stft_magnitude
+from kws.train.channel import random_channel
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +132,11 @@ class AugmentConfig:
         Range of the warp factor (above 1 = formants higher).
     reverse_prob : float
         Probability that a keyword clip is played backwards and labelled ``unknown`` (0 = off).
+    channel_prob : float
+        Probability that a clip (with its noise) goes through a random microphone channel: a
+        smooth random frequency response, :mod:`kws.train.channel` (0 = off).
+    channel_db : float
+        Largest resonance gain of those channels either way, in dB.
     """
 
     time_shift_ms: float = 100.0
@@ -148,6 +157,8 @@ class AugmentConfig:
     vtlp_prob: float = 0.0
     vtlp_range: tuple[float, float] = (0.9, 1.1)
     reverse_prob: float = 0.0
+    channel_prob: float = 0.0
+    channel_db: float = 12.0
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.time_shift_ms) and self.time_shift_ms >= 0):
@@ -178,6 +189,9 @@ class AugmentConfig:
         _check_probability(self.vtlp_prob, "vocal-tract-length perturbation probability", "--vtlp")
         _check_factor_range(self.vtlp_range, "warp factor range", "--vtlp-range")
         _check_probability(self.reverse_prob, "reversed-keyword probability", "--reversed-keywords")
+        _check_probability(self.channel_prob, "random channel probability", "--channel-eq")
+        if not (math.isfinite(self.channel_db) and 0 < self.channel_db <= 40):
+            raise KwsError(f"channel gain {self.channel_db} dB (--channel-eq-db): expected a number in (0, 40]")
 
     @classmethod
     def off(cls) -> "AugmentConfig":
@@ -188,7 +202,7 @@ class AugmentConfig:
     @property
     def waveform_on(self) -> bool:
         return (self.time_shift_ms > 0 or self.noise_prob > 0 or self.gain_db > 0 or self.stream_prob > 0
-                or self.speed_prob > 0)
+                or self.speed_prob > 0 or self.channel_prob > 0)
 
     @property
     def masks_on(self) -> bool:
@@ -608,7 +622,7 @@ class Augmenter:
         return audio, labels
 
     def waveforms(self, audio: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Speed, placement, time shift, noise and gain on float32 (batch, n_samples) audio.
+        """Speed, placement, time shift, noise, channel and gain on float32 (batch, n_samples) audio.
 
         Returns the augmented batch, float32 (batch, n_samples); ``audio`` itself is never written.
         """
@@ -634,6 +648,11 @@ class Augmenter:
                 snr = rng.uniform(cfg.snr_db[0], cfg.snr_db[1], len(chosen))
                 silent = None if self.silence_label is None else labels[chosen] == self.silence_label
                 out[chosen] = mix_noise(out[chosen], noise, snr, is_silence=silent, rng=rng)
+        if cfg.channel_prob > 0:   # after the noise: a microphone colours the room as well as the word
+            chosen = np.flatnonzero(rng.random(len(out)) < cfg.channel_prob)
+            if len(chosen):
+                out[chosen] = random_channel(out[chosen], sample_rate_hz=self.sample_rate_hz, max_db=cfg.channel_db,
+                                             rng=rng)
         if cfg.gain_db > 0:
             out = apply_gain(out, cfg.gain_db, rng)
         elif cfg.noise_prob > 0:

@@ -155,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--reversed-keywords", type=float, default=0.0, metavar="P",
                    help="probability that a keyword clip is played backwards and labelled unknown: the same "
                         "sounds in the wrong order, so the net must hear their order (default 0 = off)")
+    g.add_argument("--channel-eq", type=float, default=0.0, metavar="P",
+                   help="probability that a clip (noise included) goes through a random microphone channel: "
+                        "a smooth random frequency response (tilt, resonances, band limits) at the clip's own "
+                        "level, so that the net cannot lean on one corpus's recording equipment (default 0 = off)")
+    g.add_argument("--channel-eq-db", type=float, default=12.0, metavar="DB",
+                   help="largest resonance gain of --channel-eq either way, in dB (default 12)")
     g.add_argument("--extra-train", action="append", default=[], metavar="NPZ",
                    help="add this npz's clips to the training split only (repeatable), e.g. kws-data demo's "
                         "synthetic speech; validation and test stay the --data speakers. Refused if it shares "
@@ -193,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: The flags that --no-augment switches off (what augment_config reads, and --noise-dir).
 NO_AUGMENT_OVERRIDES = ("no_time_shift", "time_shift_ms", "shift_keeps_speech", "stream_style", "stream_cut",
-                        "speed_perturb", "speed_range", "vtlp", "vtlp_range", "reversed_keywords", "no_noise",
+                        "speed_perturb", "speed_range", "vtlp", "vtlp_range", "reversed_keywords", "channel_eq",
+                        "channel_eq_db", "no_noise",
                         "noise_prob", "snr_db", "noise_dir", "no_gain", "gain_db", "no_spec_augment", "time_masks",
                         "freq_masks", "balance", "balance_power")
 
@@ -232,6 +239,8 @@ def augment_config(args: argparse.Namespace) -> AugmentConfig:
         vtlp_prob=args.vtlp,
         vtlp_range=tuple(args.vtlp_range),
         reverse_prob=args.reversed_keywords,
+        channel_prob=args.channel_eq,
+        channel_db=args.channel_eq_db,
     )
 
 

@@ -100,13 +100,13 @@ def cut_windows(blocks: Iterable[np.ndarray] | np.ndarray, end_samples: Sequence
     Parameters
     ----------
     blocks : np.ndarray, shape (n_samples,), or an iterable of such blocks, in order
-    end_samples : ends of the windows, in samples from the stream's start (each >= window_samples)
+    end_samples : ends of the windows, in samples from the stream's start
     window_samples : int
 
     Returns
     -------
     dict end_sample -> np.ndarray, float32, shape (window_samples,)
-        Ends past the end of the stream are missing.
+        Ends past the end of the stream, or before a whole window, are missing.
     """
     if isinstance(blocks, np.ndarray):
         blocks = [blocks]

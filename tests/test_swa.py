@@ -16,25 +16,25 @@ keras = pytest.importorskip("keras")
 
 from kws.runtime.meta import ModelMeta  # noqa: E402
 from kws.train import trainer  # noqa: E402
-from kws.train.swa import (SwaSchedule, apply_average, batch_norm_layers, make_weight_average,  # noqa: E402
+from kws.train.swa import (EpochLrSchedule, apply_average, batch_norm_layers, make_weight_average,  # noqa: E402
                            recompute_batch_norm)
 
 
 def test_schedule_without_averaging_is_the_plain_cosine():
-    schedule = SwaSchedule("cosine", 3e-3, 40)
+    schedule = EpochLrSchedule("cosine", 3e-3, 40)
     for epoch in range(40):   # the formula kws-train used before --swa-epochs, bit for bit
         assert schedule(epoch) == float(3e-3 * 0.5 * (1.0 + math.cos(math.pi * epoch / 40)))
-    assert SwaSchedule("constant", 1e-3, 5)(4) == 1e-3
+    assert EpochLrSchedule("constant", 1e-3, 5)(4) == 1e-3
 
 
 def test_schedule_decays_to_the_averaging_rate_and_holds_it():
-    schedule = SwaSchedule("cosine", 3e-3, 40, swa_epochs=10, swa_lr=3e-4)
+    schedule = EpochLrSchedule("cosine", 3e-3, 40, swa_epochs=10, swa_lr=3e-4)
     rates = [schedule(e) for e in range(40)]
     assert rates[0] == pytest.approx(3e-3)
     assert all(a > b for a, b in zip(rates[:30], rates[1:30]))          # decreasing over the first 30
     assert rates[29] > 3e-4 and rates[29] == pytest.approx(3e-4 + 2.7e-3 * 0.5 * (1 + math.cos(math.pi * 29 / 30)))
     assert rates[30:] == [3e-4] * 10
-    constant = SwaSchedule("constant", 1e-3, 6, swa_epochs=2, swa_lr=5e-4)
+    constant = EpochLrSchedule("constant", 1e-3, 6, swa_epochs=2, swa_lr=5e-4)
     assert [constant(e) for e in range(6)] == [1e-3] * 4 + [5e-4] * 2
 
 

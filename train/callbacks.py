@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from kws.train.swa import SwaSchedule, apply_average, make_weight_average
+from kws.train.swa import EpochLrSchedule, apply_average, make_weight_average
 from kws.train.train_args import CHECKPOINT_TMP, HARD_NEGATIVE_COPIES
 
 logger = logging.getLogger(__name__)
@@ -167,7 +167,7 @@ def make_callbacks(args: argparse.Namespace, out: Path) -> list:
     checkpoint = BestCheckpoint(out / "model.keras", keep=keep)
     callbacks: list = [checkpoint, EpochLog(args.epochs, checkpoint)]
     if args.lr_schedule == "cosine" or args.swa_epochs:
-        schedule = SwaSchedule(args.lr_schedule, args.lr, args.epochs, args.swa_epochs, args.swa_lr or 0.0)
+        schedule = EpochLrSchedule(args.lr_schedule, args.lr, args.epochs, args.swa_epochs, args.swa_lr or 0.0)
         callbacks.append(keras.callbacks.LearningRateScheduler(lambda epoch, lr=None: schedule(epoch)))
     elif args.lr_schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,

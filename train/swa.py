@@ -9,6 +9,7 @@ Nothing here touches the model file: the trainer saves the result like any check
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -23,8 +24,9 @@ DEFAULT_SWA_LR_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
-class SwaSchedule:
-    """Learning rate per epoch for a run of ``epochs`` epochs whose last ``swa_epochs`` are averaged.
+class EpochLrSchedule:
+    """Learning rate per epoch (``--lr-schedule`` constant or cosine), for a run of ``epochs`` epochs
+    whose last ``swa_epochs`` (if any) are averaged.
 
     ``kind`` is the trainer's ``--lr-schedule`` (``constant`` or ``cosine``). Before the averaging
     epochs the rate is ``lr`` (constant) or decays from ``lr`` to ``swa_lr`` along half a cosine;
@@ -65,14 +67,17 @@ def batch_norm_layers(model) -> list:
     return found
 
 
-def make_weight_average(*, start_epoch: int):
-    """A Keras callback that sums the trainable weights at the end of every 0-based epoch from
-    ``start_epoch`` on whose training loss is finite; ``.average()`` gives their mean (a list of
-    float64 arrays in ``model.trainable_weights`` order) and ``.count`` how many were summed."""
+@functools.cache
+def weight_average_class():
+    """The Keras callback class of :func:`make_weight_average` (made on first use, so that this module
+    imports without Keras)."""
     import keras
 
     class WeightAverage(keras.callbacks.Callback):
-        def __init__(self) -> None:
+        """Sums the trainable weights at the end of every 0-based epoch from ``start_epoch`` on whose
+        training loss is finite; ``.average()`` gives their mean and ``.count`` how many were summed."""
+
+        def __init__(self, start_epoch: int) -> None:
             super().__init__()
             self.start_epoch = start_epoch
             self.count = 0
@@ -95,7 +100,20 @@ def make_weight_average(*, start_epoch: int):
                 raise ValueError("no epoch was averaged")
             return [s / self.count for s in self._sum]
 
-    return WeightAverage()
+    return WeightAverage
+
+
+def make_weight_average(*, start_epoch: int):
+    """A Keras callback that sums the trainable weights at the end of every 0-based epoch from
+    ``start_epoch`` on whose training loss is finite; ``.average()`` gives their mean (a list of
+    float64 arrays in ``model.trainable_weights`` order) and ``.count`` how many were summed."""
+    return weight_average_class()(start_epoch)
+
+
+def find_weight_average(callbacks):
+    """The :func:`make_weight_average` callback among ``callbacks``, or None."""
+    cls = weight_average_class()
+    return next((c for c in callbacks if isinstance(c, cls)), None)
 
 
 def recompute_batch_norm(model, batches, *, max_batches: int | None = None) -> int:

@@ -50,6 +50,7 @@ from kws.train.data import TRAIN_ON
 from kws.train.init_from import (adopt_source, check_out_dir_is_not_source, check_source_fits, copy_weights,
                                  read_source)
 from kws.train.nets import describe_models, get_spec, resolve_knobs
+from kws.train.swa import find_weight_average
 from kws.train.train_args import (CHECKPOINT_TMP, KNOB_FLAGS, OUTPUT_FILES, PROG, augment_config, build_parser,
                                   check_args, check_out_dir, clear_outputs, split_identity)
 
@@ -231,7 +232,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
     callbacks = make_callbacks(args, out)
     checkpoint, epoch_log = callbacks[0], callbacks[1]
-    averager = next((c for c in callbacks if hasattr(c, "average")), None)
+    averager = find_weight_average(callbacks)
     swa: dict[str, Any] = {}   # what --swa-epochs did, once it is done
     if args.hard_negatives > 0:
         miner = hard_negative_callback(train_batches, fraction=args.hard_negatives)

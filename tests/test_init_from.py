@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,6 +59,24 @@ def test_fine_tune_from_a_run_records_where_it_started(tmp_path, synth_npz, sour
     assert meta.extra["data"]["extra_train"][0]["n_clips"] == 48
     assert meta.extra["training"]["status"] == "finished"
     assert (out_dir / "eval.json").is_file()
+
+
+def test_fine_tune_with_weight_averaging_and_a_teacher(tmp_path, synth_npz, source_run, capsys):
+    """--init-from combines with --swa-epochs (the average of the fine-tune's last epochs) and with
+    --teacher (the source itself as the teacher: same data, split, labels and front-end)."""
+    out_dir = tmp_path / "ft_swa"
+    code, out, err = _train(capsys, "--data", synth_npz, "--init-from", source_run, "--epochs", 3,
+                            "--steps-per-epoch", 2, "--batch-size", 8, "--lr", 3e-4, "--lr-schedule", "cosine",
+                            "--swa-epochs", 2, "--teacher", source_run, "--distill-weight", 0.5, "--out", out_dir)
+    assert code == 0, err
+    training = ModelMeta.load(out_dir / "model.json").extra["training"]
+    assert training["init_from"]["path"] == str((source_run / "model.keras").resolve())
+    assert training["swa"]["averaged_epochs"] == 2 and training["swa"]["lr"] == pytest.approx(3e-5)
+    assert [(Path(t["path"]).resolve(), t["model"]) for t in training["teachers"]] == [(source_run.resolve(), "dscnn")]
+    assert "model.keras: the average of the last 2 epoch(s)" in out
+    fine = keras.models.load_model(out_dir / "model.keras", compile=False)
+    source = keras.models.load_model(source_run / "model.keras", compile=False)
+    assert any(not np.allclose(a, b) for a, b in zip(fine.get_weights(), source.get_weights()))
 
 
 def test_training_starts_from_the_source_weights(tmp_path, synth_npz, source_run, capsys, monkeypatch):

@@ -1,7 +1,7 @@
 """Knowledge distillation for ``kws-train --teacher DIR``: soft targets from trained runs.
 
 An average of several trained models is a better listener than any one of them (on the
-streams of ``docs/streaming.md``, three of the shipped recipe's runs averaged find 7 to 10 points
+streams of ``docs/experiments.md``, three of the shipped recipe's runs averaged find 7 to 10 points
 more keywords at 3 and 10 false accepts per hour), but it costs their MACs added up, which the Pi's
 budget does not allow. Distillation (Hinton, Vinyals & Dean 2015) trains one small student to
 match the average instead. Following Beyer et al. (2022, "a good teacher is patient and

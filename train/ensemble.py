@@ -11,7 +11,7 @@ one model with one input: the front-end runs once per window, each member scores
 graph combines their outputs. The model outputs logits like every other model here:
 
 - ``--combine mean`` (default): ``log(max(mean_m softmax(z_m), 1e-6))``, whose softmax is the mean
-  of the members' posteriors (the ensemble of ``docs/streaming.md``);
+  of the members' posteriors (the ensemble of ``docs/experiments.md``);
 - ``--combine geometric``: ``mean_m z_m``, whose softmax is the normalised geometric mean of
   their posteriors (no softmax or log in the graph).
 

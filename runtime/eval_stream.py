@@ -282,6 +282,10 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
+#: Speakers named in the report's line of false accepts by speaker.
+SPEAKERS_SHOWN = 5
+
+
 def format_report(report: dict[str, Any]) -> str:
     """The human-readable report (what is printed without --json)."""
     lines = []
@@ -310,6 +314,16 @@ def format_report(report: dict[str, Any]) -> str:
     if r["false_accept_clips"] is not None and r["false_accept_clips"] < r["false_accepts_on_unknown"]:
         lines.append("note: some unknown clips caused more than one false accept (the stream places clips "
                      "more than once); the false accepts are not independent and their interval is too narrow")
+    speakers = r.get("false_accept_speakers") or {}
+    if speakers:
+        shown = list(speakers.items())[:SPEAKERS_SHOWN]
+        more = f", {len(speakers) - len(shown)} more" if len(speakers) > len(shown) else ""
+        lines.append("false accepts by speaker of the word: " + ", ".join(f"{k} {v}" for k, v in shown) + more)
+        top, count = shown[0]
+        if count >= 3 and count > r["false_accepts_on_unknown"] / 2:
+            lines.append(f"note: {count} of {r['false_accepts_on_unknown']} false accepts on unknown words are "
+                         f"{top}'s words: one speaker (or one corpus, where a source stands for its speakers) "
+                         "sets this number; more of its kind of audio in training is what would lower it")
     if r["per_keyword"]:
         lines.append("per keyword:   events  hit rate  wrong  missed")
         for label, k in r["per_keyword"].items():

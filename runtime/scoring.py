@@ -288,6 +288,9 @@ class StreamScore:
     distinct clips behind the false accepts (None when no unknown word has a clip index). A stream
     that places each unknown clip several times can hold many false accepts from few clips: then
     the false accepts are not independent, and their interval is too narrow.
+    ``false_accept_speakers`` counts those false accepts by the word's ``speaker`` (most first;
+    words without one are left out): a source-named speaker stands for a whole corpus, and one
+    speaker or corpus behind most false accepts says what the model has not learnt.
     """
 
     duration_s: float
@@ -304,6 +307,7 @@ class StreamScore:
     detection_outcomes: tuple[str, ...]
     detection_clips: tuple[int | None, ...] = ()
     false_accept_clips: int | None = None
+    false_accept_speakers: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def hit_rate(self) -> float | None:
@@ -339,6 +343,7 @@ class StreamScore:
             "fa_per_hour_ci95": list(self.fa_per_hour_ci95),
             "false_accepts_on_unknown": self.false_accepts_on_unknown,
             "false_accept_clips": self.false_accept_clips,
+            "false_accept_speakers": dict(self.false_accept_speakers),
             "per_keyword": {k: v.to_dict() for k, v in self.per_keyword.items()},
             "confusions": dict(self.confusions),
         }
@@ -422,6 +427,7 @@ def match_detections(detections: Sequence[Any], truth: Truth, *, tolerance_s: fl
     fa_ids = [j for j in range(n_det) if det_outcomes[j] == "false_accept"]
     on_unknown = 0
     det_clips: list[int | None] = [None] * n_det
+    by_speaker: dict[str, int] = {}
     unknown = truth.unknown_events
     has_clips = any(u.clip_index is not None for u in unknown)
     if fa_ids and unknown:
@@ -431,7 +437,10 @@ def match_detections(detections: Sequence[Any], truth: Truth, *, tolerance_s: fl
             overlap = np.flatnonzero((det_times[j] >= u_lo) & (det_times[j] <= u_hi))
             if len(overlap):
                 on_unknown += 1
-                det_clips[j] = unknown[int(overlap[-1])].clip_index  # sorted by start: the latest
+                word = unknown[int(overlap[-1])]   # sorted by start: the latest
+                det_clips[j] = word.clip_index
+                if word.speaker is not None:
+                    by_speaker[word.speaker] = by_speaker.get(word.speaker, 0) + 1
     fa_clips = len({c for c in det_clips if c is not None}) if has_clips else None
 
     return StreamScore(
@@ -440,7 +449,8 @@ def match_detections(detections: Sequence[Any], truth: Truth, *, tolerance_s: fl
         missed=outcomes.count("missed"), false_accepts=len(fa_ids), false_accepts_on_unknown=on_unknown,
         n_detections=n_det, per_keyword=per_keyword, confusions=dict(sorted(confusions.items())),
         outcomes=tuple(outcomes), detection_outcomes=tuple(det_outcomes),
-        detection_clips=tuple(det_clips), false_accept_clips=fa_clips)
+        detection_clips=tuple(det_clips), false_accept_clips=fa_clips,
+        false_accept_speakers=dict(sorted(by_speaker.items(), key=lambda kv: (-kv[1], kv[0]))))
 
 
 # -------------------------------------------------------------------------------------------

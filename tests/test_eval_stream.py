@@ -109,6 +109,25 @@ def test_human_report(pooled):
     score = pooled[0]["score"]
     assert f"{score['false_accepts_on_unknown']} on unknown words from {score['false_accept_clips']} distinct clip(s)" in text
     assert "FA/hour  FA clips" in text
+    speakers = score["false_accept_speakers"]
+    assert sum(speakers.values()) == score["false_accepts_on_unknown"] and list(speakers.values()) == sorted(
+        speakers.values(), reverse=True)
+    assert "false accepts by speaker of the word: " + ", ".join(f"{k} {v}" for k, v in list(speakers.items())[:5]) in text
+
+
+def test_one_speaker_behind_most_false_accepts_is_noted(pooled):
+    from kws.runtime.eval_stream import format_report
+
+    report = json.loads(json.dumps(pooled[0]))
+    report["score"].update(false_accepts=14, false_accepts_on_unknown=13, false_accept_clips=None,
+                           false_accept_speakers={"wake-word-benchmark": 7, "s1": 1, "s2": 1, "s3": 1, "s4": 1,
+                                                  "s5": 1, "s6": 1})
+    text = format_report(report)
+    assert "false accepts by speaker of the word: wake-word-benchmark 7, s1 1, s2 1, s3 1, s4 1, 2 more" in text
+    assert "note: 7 of 13 false accepts on unknown words are wake-word-benchmark's words" in text
+    report["score"]["false_accept_speakers"] = {"a": 2, "b": 2}
+    report["score"]["false_accepts_on_unknown"] = 4
+    assert "note: 2 of 4" not in format_report(report)
     assert "kw_negatives.wav: 1.0 min" in text and "0.03 h" in text
     assert "sweep:" in text and "DET curve:" in text
 

@@ -110,6 +110,21 @@ def test_false_accepts_are_put_down_to_their_clips():
     assert s.to_dict()["false_accept_clips"] == 2
 
 
+def test_false_accepts_are_counted_by_the_speaker_of_their_word():
+    unknown = (TruthEvent("unknown", 10.0, 10.5, speaker="corpus"), TruthEvent("unknown", 50.0, 50.5, speaker="corpus"),
+               TruthEvent("unknown", 90.0, 90.4, speaker="b"), TruthEvent("unknown", 120.0, 120.4),
+               TruthEvent("unknown", 200.0, 200.5, speaker="corpus"), TruthEvent("unknown", 300.0, 300.5, speaker="a"))
+    t = Truth(8000, 3600.0, (), unknown)
+    dets = [Det(11.0, "yes"), Det(51.0, "no"), Det(91.0, "up"), Det(121.0, "go"), Det(201.0, "on"), Det(250.0, "on"),
+            Det(301.0, "off")]
+    s = match_detections(dets, t, tolerance_s=0.5, max_delay_s=1.5)
+    assert s.false_accepts == 7 and s.false_accepts_on_unknown == 6   # 250.0 is noise
+    # most first, then by name; the word without a speaker (120.0) is left out
+    assert list(s.false_accept_speakers.items()) == [("corpus", 3), ("a", 1), ("b", 1)]
+    assert s.to_dict()["false_accept_speakers"] == {"corpus": 3, "a": 1, "b": 1}
+    assert match_detections([], t).false_accept_speakers == {}
+
+
 def test_fa_per_hour_arithmetic():
     assert fa_per_hour(3, 3600.0) == pytest.approx(3.0)
     assert fa_per_hour(1, 1800.0) == pytest.approx(2.0)

@@ -46,6 +46,8 @@ WAVE_FORMAT_EXTENSIBLE = 0xFFFE
 _FORMAT_NAMES = {0x0002: "MS ADPCM", 0x0006: "A-law", 0x0007: "mu-law", 0x0011: "IMA ADPCM",
                  0x0055: "MPEG layer 3"}
 _EXPECTED = "PCM 8/16/24/32-bit or IEEE float 32/64-bit"
+#: The sample sizes read, per format tag (checked once, by wav_info, before any sample is decoded).
+_SAMPLE_BITS = {WAVE_FORMAT_PCM: (8, 16, 24, 32), WAVE_FORMAT_IEEE_FLOAT: (32, 64)}
 
 
 def _parse_fmt(path: Path, body: bytes) -> tuple[int, int, int, int, int]:
@@ -74,17 +76,13 @@ def _decode(path: Path, raw: bytes, tag: int, channels: int, bits: int) -> np.nd
             ints = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
             ints = np.where(ints >= 1 << 23, ints - (1 << 24), ints)
             data = ints.astype(np.float32) / float(1 << 23)
-        elif bits == 32:
+        else:   # 32 (wav_info refuses every other size)
             data = (np.frombuffer(raw, dtype="<i4").astype(np.float64) / float(1 << 31)).astype(np.float32)
-        else:
-            raise DataError(f"{path}: unsupported PCM sample size {bits} bits; expected {_EXPECTED}")
-    elif tag == WAVE_FORMAT_IEEE_FLOAT:
-        if bits not in (32, 64):
-            raise DataError(f"{path}: unsupported float sample size {bits} bits; expected {_EXPECTED}")
+    elif tag == WAVE_FORMAT_IEEE_FLOAT:   # 32 or 64 bits (wav_info refuses every other size)
         data = np.frombuffer(raw, dtype="<f4" if bits == 32 else "<f8").astype(np.float32)
         if not np.all(np.isfinite(data)):
             raise DataError(f"{path}: float WAV contains NaN or infinite samples")
-    else:  # pragma: no cover - read_wav checks the tag first
+    else:  # pragma: no cover - wav_info checks the tag first
         raise DataError(f"{path}: unsupported WAV encoding (format tag 0x{tag:04X})")
     return data.reshape(-1, channels)
 
@@ -193,10 +191,9 @@ def wav_info(path: str | Path) -> WavInfo:
     if channels < 1 or rate < 1 or bits < 8 or bits % 8:
         raise DataError(f"{path}: corrupt WAV header (channels={channels}, sample rate={rate} Hz, "
                         f"bits={bits})")
-    if tag == WAVE_FORMAT_PCM and bits not in (8, 16, 24, 32):
-        raise DataError(f"{path}: unsupported PCM sample size {bits} bits; expected {_EXPECTED}")
-    if tag == WAVE_FORMAT_IEEE_FLOAT and bits not in (32, 64):
-        raise DataError(f"{path}: unsupported float sample size {bits} bits; expected {_EXPECTED}")
+    if bits not in _SAMPLE_BITS[tag]:
+        kind = "PCM" if tag == WAVE_FORMAT_PCM else "float"
+        raise DataError(f"{path}: unsupported {kind} sample size {bits} bits; expected {_EXPECTED}")
     frame_bytes = channels * (bits // 8)
     if block_align not in (0, frame_bytes):
         raise DataError(f"{path}: corrupt WAV header (block align {block_align}, expected "

@@ -7,8 +7,9 @@ Subcommands::
     kws-data fetch [--out DIR] [--url URL]          download the seed's speech_wav_8000.npz (resumes)
     kws-data stream ...                             a long labelled test stream (kws.train.streams)
     kws-data demo ...                               synthetic-voice demo data (kws.train.demo)
+    kws-data tts-negatives --out NEG.npz ...        synthetic non-keyword words (kws.train.tts_negatives)
 
-``stream`` and ``demo`` live in their own modules, imported only when they are run.
+``stream``, ``demo`` and ``tts-negatives`` live in their own modules, imported only when they are run.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ PROG = "kws-data"
 PLUGINS = {
     "stream": ("kws.train.streams", "build a long labelled test stream (wav + truth JSON) from an npz"),
     "demo": ("kws.train.demo", "generate demo speech data with the installed text-to-speech voices"),
+    "tts-negatives": ("kws.train.tts_negatives",
+                      "speak many non-keyword words with the installed text-to-speech voices (unknown clips)"),
 }
 _CHUNK_ROWS = 1024
 

@@ -233,16 +233,16 @@ def save_npz(path: str | Path, arrays: Mapping[str, np.ndarray], *, compress: bo
 
 __all__ = ["MAX_SEED", "check_seed", "check_output", "check_distinct", "missing_folders", "remove_empty_folders",
            "temporary_path", "write_atomically",
-           "write_text_atomic", "npz_writer", "save_npz"]
+           "write_text_atomic", "npz_writer", "save_npz", "read_text", "read_json"]
 
 
-def read_json(path: str | Path, *, what: str, error: type[KwsError] = DataError, missing_hint: str = "") -> Any:
-    """The parsed JSON file at ``path``; ``error`` (one line naming ``what`` the file is, e.g.
-    "truth file") when it is missing, a directory, unreadable, not UTF-8 or not valid JSON.
+def read_text(path: str | Path, *, what: str, error: type[KwsError] = DataError, missing_hint: str = "") -> str:
+    """The UTF-8 text of the file at ``path``; ``error`` (one line naming ``what`` the file is,
+    e.g. "truth file") when it is missing, a directory, unreadable or not UTF-8.
     ``missing_hint`` is added to the not-found message (how to make one)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise error(f"{path}: {what} not found{missing_hint}") from None
     except IsADirectoryError:
@@ -251,6 +251,13 @@ def read_json(path: str | Path, *, what: str, error: type[KwsError] = DataError,
         raise error(f"{path}: not a {what} (not UTF-8 text)") from None
     except OSError as exc:
         raise error(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+
+
+def read_json(path: str | Path, *, what: str, error: type[KwsError] = DataError, missing_hint: str = "") -> Any:
+    """The parsed JSON file at ``path``; ``error`` as :func:`read_text` raises it, or when the
+    text is not valid JSON."""
+    text = read_text(path, what=what, error=error, missing_hint=missing_hint)
+    path = Path(path)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

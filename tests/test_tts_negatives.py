@@ -60,9 +60,9 @@ def test_read_words_file_and_its_errors(tmp_path):
     f = tmp_path / "w.txt"
     f.write_text("# my room\ncup  # rhymes with up\n\nHey Siri\ncup\n", encoding="utf-8")
     assert tn.read_words(f) == ["cup", "hey siri"]
-    with pytest.raises(DataError, match=r"--words .*missing\.txt: file not found"):
+    with pytest.raises(DataError, match=r"missing\.txt: word list \(a text file, one word per line\) not found"):
         tn.read_words(tmp_path / "missing.txt")
-    with pytest.raises(DataError, match="is a folder"):
+    with pytest.raises(DataError, match="is a directory; expected a word list"):
         tn.read_words(tmp_path)
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"cup\n\xff\xfe\n")

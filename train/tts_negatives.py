@@ -31,7 +31,7 @@ from typing import Sequence
 import numpy as np
 
 from kws.runtime.errors import DataError
-from kws.runtime.fileio import check_output, check_seed, npz_writer, write_atomically
+from kws.runtime.fileio import check_output, check_seed, npz_writer, read_text, write_atomically
 from kws.runtime.labels import KEYWORDS, UNKNOWN
 from kws.train.demo import CLIP_SAMPLES, Jitter, _engines, _place, _utterances, colored_noise, select_voices
 from kws.train.tts import ENGINES, EXIT_NO_ENGINE, NoEngineError, Voice, detect_voices, no_engine_message
@@ -122,16 +122,7 @@ def check_words(words: Sequence[str], *, source: str = "--words") -> list[str]:
 def read_words(path: str | Path) -> list[str]:
     """Words of a text file, one word or short phrase per line; ``#`` starts a comment."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"--words {p}: file not found (expected a text file, one word per line)") from None
-    except IsADirectoryError:
-        raise DataError(f"--words {p}: is a folder (expected a text file, one word per line)") from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"--words {p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise DataError(f"--words {p}: cannot read ({exc.strerror})") from None
+    text = read_text(p, what="word list (a text file, one word per line)")
     return check_words([line.split("#", 1)[0] for line in text.splitlines()], source=f"--words {p}")
 
 

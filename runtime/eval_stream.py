@@ -46,7 +46,8 @@ from kws.runtime.detector import Detection, Detector, DetectorConfig
 from kws.runtime.errors import EXIT_FAILURE, EXIT_OK, DataError, KwsError
 from kws.runtime.interpreter import BACKENDS
 from kws.runtime.scoring import (DEFAULT_SWEEP, DEFAULT_TOLERANCE_S, StreamScore, SweepPoint, Truth,
-                                 choose_threshold, load_truth, match_detections, max_delay_s, sweep_thresholds)
+                                 choose_threshold, format_speaker_counts, load_truth, match_detections, max_delay_s,
+                                 sweep_thresholds)
 
 logger = logging.getLogger(__name__)
 PROG = "kws-eval-stream"
@@ -282,10 +283,6 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
-#: Speakers named in the report's line of false accepts by speaker.
-SPEAKERS_SHOWN = 5
-
-
 def format_report(report: dict[str, Any]) -> str:
     """The human-readable report (what is printed without --json)."""
     lines = []
@@ -316,10 +313,8 @@ def format_report(report: dict[str, Any]) -> str:
                      "more than once); the false accepts are not independent and their interval is too narrow")
     speakers = r.get("false_accept_speakers") or {}
     if speakers:
-        shown = list(speakers.items())[:SPEAKERS_SHOWN]
-        more = f", {len(speakers) - len(shown)} more" if len(speakers) > len(shown) else ""
-        lines.append("false accepts by speaker of the word: " + ", ".join(f"{k} {v}" for k, v in shown) + more)
-        top, count = shown[0]
+        lines.append("false accepts by speaker of the word: " + format_speaker_counts(speakers))
+        top, count = next(iter(speakers.items()))
         if count >= 3 and count > r["false_accepts_on_unknown"] / 2:
             lines.append(f"note: {count} of {r['false_accepts_on_unknown']} false accepts on unknown words are "
                          f"{top}'s words: one speaker (or one corpus, where a source stands for its speakers) "

@@ -34,7 +34,7 @@ from typing import Any, Sequence
 from kws.runtime.cli import configure_logging, run_main
 from kws.runtime.errors import EXIT_FAILURE, EXIT_OK, DataError, KwsError
 from kws.runtime.fileio import read_json
-from kws.runtime.scoring import SweepPoint, best_at_or_under, fa_per_hour
+from kws.runtime.scoring import SweepPoint, best_at_or_under, fa_per_hour, format_speaker_counts
 
 logger = logging.getLogger(__name__)
 PROG = "kws-pool-streams"
@@ -56,6 +56,8 @@ class Report:
     settings: dict[str, Any]
     streams: tuple[str, ...]
     points: tuple[SweepPoint, ...]
+    threshold: float | None = None                          # the detector's (operating) threshold
+    false_accept_speakers: dict[str, int] | None = None     # at that threshold; None in older reports
 
     @property
     def hours(self) -> float:
@@ -137,8 +139,15 @@ def load_report(path: str | Path) -> Report:
         raise DataError(f"{path}: a threshold appears twice in the sweep")
     streams = tuple(str(s.get("wav")) for s in data.get("streams") or () if isinstance(s, dict))
     model = data.get("model")
+    threshold = detector.get("threshold")
+    speakers = score.get("false_accept_speakers")
+    if speakers is not None and not (isinstance(speakers, dict) and all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in speakers.values())):
+        raise DataError(f"{path}: score.false_accept_speakers is not a map of speaker to count; expected the "
+                        "output of kws-eval-stream --json")
     return Report(path, model if isinstance(model, str) else None, duration_s, int(points[0].n_events), settings,
-                  streams, points)
+                  streams, points, float(threshold) if isinstance(threshold, (int, float)) else None,
+                  None if speakers is None else dict(speakers))
 
 
 def check_compatible(reports: Sequence[Report]) -> None:
@@ -188,6 +197,31 @@ def pool_points(reports: Sequence[Report]) -> list[SweepPoint]:
     return pooled
 
 
+def pool_false_accept_speakers(reports: Sequence[Report]) -> dict[str, Any]:
+    """The reports' false accepts by speaker of the word, summed (most first), where that means something.
+
+    Each report counts them at its own operating threshold, so they are summed only when every
+    report was scored at one threshold; otherwise (or when a report predates the field) the
+    result says why not. Returns ``{"threshold", "counts", "why_not"}`` (counts None when not pooled).
+    """
+    thresholds = sorted({r.threshold for r in reports}, key=lambda t: (t is None, t))
+    if any(r.false_accept_speakers is None for r in reports):
+        old = next(r for r in reports if r.false_accept_speakers is None)
+        return {"threshold": None, "counts": None,
+                "why_not": f"{old.path} has no false_accept_speakers (score it again with this kws-eval-stream)"}
+    if len(thresholds) != 1 or thresholds[0] is None:
+        shown = ", ".join("?" if t is None else f"{t:.2f}" for t in thresholds)
+        return {"threshold": None, "counts": None,
+                "why_not": f"the reports were scored at different thresholds ({shown}); give each "
+                           "kws-eval-stream the same --threshold to pool them"}
+    counts: dict[str, int] = {}
+    for report in reports:
+        for speaker, n in report.false_accept_speakers.items():
+            counts[speaker] = counts.get(speaker, 0) + n
+    return {"threshold": thresholds[0], "why_not": None,
+            "counts": dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))}
+
+
 def read_columns(points: Sequence[SweepPoint], targets: Sequence[float]) -> list[dict[str, Any]]:
     """For each target, the best swept point at or under it (None where none is)."""
     columns = []
@@ -220,7 +254,8 @@ def pool(reports: Sequence[Report], targets: Sequence[float]) -> tuple[dict[str,
     hours = sum(r.hours for r in reports)
     return {"targets": list(targets), "reports": rows,
             "pooled": {"hours": hours, "n_events": points[0].n_events, "columns": columns,
-                       "mean_hit_rate": mean_hit_rate(columns), "sweep": [p.to_dict() for p in points]},
+                       "mean_hit_rate": mean_hit_rate(columns), "sweep": [p.to_dict() for p in points],
+                       "false_accept_speakers": pool_false_accept_speakers(reports)},
             "settings": dict(reports[0].settings), "det_png": None}, points
 
 
@@ -308,6 +343,12 @@ def format_table(result: dict[str, Any]) -> str:
                          f"accepts ({point['fa_per_hour']:.2f} per hour)")
         else:
             lines.append(f"  <= {column['target_fa_per_hour']:g} FA/hour: no swept threshold stays under it")
+    by_speaker = pooled["false_accept_speakers"]
+    if by_speaker["counts"]:
+        lines.append(f"false accepts at threshold {by_speaker['threshold']:.2f} by speaker of the word: "
+                     + format_speaker_counts(by_speaker["counts"]))
+    elif by_speaker["why_not"]:
+        lines.append(f"false accepts by speaker: not pooled: {by_speaker['why_not']}")
     if pooled["hours"] * min(result["targets"]) < 3:
         lines.append(f"note: {pooled['hours']:.2f} h of audio measures {min(result['targets']):g} FA/hour to "
                      f"within {1 / pooled['hours']:.2f} FA/hour")

@@ -530,3 +530,14 @@ def best_at_or_under(points: Sequence[SweepPoint], target_fa_per_hour: float) ->
     if not ok:
         return None
     return max(ok, key=lambda p: (p.hits, -p.false_accepts, p.threshold))
+
+
+#: Speakers named in a report's line of false accepts by speaker (all of them are in --json).
+SPEAKERS_SHOWN = 5
+
+
+def format_speaker_counts(counts: Mapping[str, int], *, shown: int = SPEAKERS_SHOWN) -> str:
+    """``"a 5, b 2, 3 more"``: the first ``shown`` speakers of ``counts`` (most first) and how many more."""
+    items = list(counts.items())[:shown]
+    more = len(counts) - len(items)
+    return ", ".join(f"{k} {v}" for k, v in items) + (f", {more} more" if more > 0 else "")

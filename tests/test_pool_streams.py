@@ -241,3 +241,45 @@ def test_calibrate_json_refused_before_anything_is_written(stream_reports, tiny_
     code, _, err = run(stream_reports["kw"], "--target-fa-per-hour", "-2", "--calibrate-json", target)
     assert code == 2 and "--target-fa-per-hour -2" in err
     assert json.loads(target.read_text()) == meta
+
+
+def _with_speakers(path: Path, threshold: float, speakers: dict | None) -> Path:
+    report = json.loads(path.read_text())
+    report["detector"]["threshold"] = threshold
+    if speakers is not None:
+        report["score"]["false_accept_speakers"] = speakers
+    path.write_text(json.dumps(report))
+    return path
+
+
+def test_false_accept_speakers_are_summed_only_at_one_threshold(tmp_path):
+    rows = [(0.5, 9, 10, 3), (0.9, 5, 10, 1)]
+    a = _with_speakers(write_report(tmp_path / "a.json", rows), 0.9, {"corpus": 3, "s1": 1})
+    b = _with_speakers(write_report(tmp_path / "b.json", rows), 0.9, {"s2": 2, "corpus": 1, "s1": 1})
+    result, _ = pool([load_report(a), load_report(b)], [1.0])
+    by = result["pooled"]["false_accept_speakers"]
+    assert by == {"threshold": 0.9, "why_not": None, "counts": {"corpus": 4, "s1": 2, "s2": 2}}
+    assert list(by["counts"]) == ["corpus", "s1", "s2"]                     # most first, then by name
+    code, out, _ = run(a, b)
+    assert code == 0 and "false accepts at threshold 0.90 by speaker of the word: corpus 4, s1 2, s2 2" in out
+    # Another threshold: not summed, and the table says why.
+    _with_speakers(b, 0.7, {"s2": 2})
+    by = pool([load_report(a), load_report(b)], [1.0])[0]["pooled"]["false_accept_speakers"]
+    assert by["counts"] is None and "different thresholds (0.70, 0.90)" in by["why_not"]
+    code, out, _ = run(a, b)
+    assert code == 0 and "false accepts by speaker: not pooled: the reports were scored at different" in out
+    # A report from before the field: not summed either.
+    c = write_report(tmp_path / "c.json", rows)
+    by = pool([load_report(a), load_report(c)], [1.0])[0]["pooled"]["false_accept_speakers"]
+    assert by["counts"] is None and "c.json has no false_accept_speakers" in by["why_not"]
+    bad = _with_speakers(write_report(tmp_path / "bad.json", rows), 0.9, {"s": -1})
+    code, _, err = run(a, bad)
+    assert code == 2 and "score.false_accept_speakers is not a map of speaker to count" in err
+
+
+def test_false_accept_speakers_pooled_from_real_reports(stream_reports):
+    reports = [load_report(stream_reports[k]) for k in ("kw", "neg")]
+    by = pool(reports, [1.0])[0]["pooled"]["false_accept_speakers"]
+    both = json.loads(stream_reports["both"].read_text())["score"]["false_accept_speakers"]
+    assert by["why_not"] is None and by["counts"] == both
+    assert sum(both.values()) == json.loads(stream_reports["both"].read_text())["score"]["false_accepts_on_unknown"]

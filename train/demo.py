@@ -161,7 +161,7 @@ def select_voices(voices: Sequence[Voice], *, n: int, n_stream: int, seed: int =
     return train, stream
 
 
-def _place(word: np.ndarray, rng: np.random.Generator, jitter: Jitter, noise: np.ndarray) -> np.ndarray:
+def place_word(word: np.ndarray, rng: np.random.Generator, jitter: Jitter, noise: np.ndarray) -> np.ndarray:
     """Word at a random offset in one second, scaled to a random peak, over noise at a random SNR."""
     limit = CLIP_SAMPLES - 400
     if len(word) > limit:
@@ -189,7 +189,7 @@ def _silence_clip(rng: np.random.Generator, jitter: Jitter, bank: np.ndarray | N
     return np.clip(clip, -1.0, 1.0).astype(np.float32), what
 
 
-def _utterances(voices: Sequence[Voice], words: Sequence[str], rng: np.random.Generator, jitter: Jitter,
+def speak_words(voices: Sequence[Voice], words: Sequence[str], rng: np.random.Generator, jitter: Jitter,
                 jobs: int, progress: bool, desc: str) -> list[np.ndarray]:
     """Speak ``words[i]`` with ``voices[i]`` (jittered), trimmed; in chunks with a progress bar."""
     items = [(v, w, float(rng.uniform(*jitter.rate)), float(rng.uniform(*jitter.pitch)))
@@ -238,8 +238,8 @@ def demo_dataset(voices: Sequence[Voice], *, clips_per_label: int = 40, seed: in
             labels.append(label)
             words.append(str(rng.choice(UNKNOWN_WORDS)) if label == UNKNOWN else label)
             speakers.append(voices[(offset + i) % len(voices)])
-    audio = _utterances(speakers, words, rng, jitter, jobs, progress, "speaking")
-    clips = [_place(a, rng, jitter, colored_noise(CLIP_SAMPLES, rng)) for a in audio]
+    audio = speak_words(speakers, words, rng, jitter, jobs, progress, "speaking")
+    clips = [place_word(a, rng, jitter, colored_noise(CLIP_SAMPLES, rng)) for a in audio]
     silence = [_silence_clip(rng, jitter, bank) for _ in range(clips_per_label)]
     clips += [c for c, _ in silence]
     labels += [SILENCE] * clips_per_label
@@ -303,7 +303,7 @@ def demo_stream(voices: Sequence[Voice], *, seconds: float = 36.0, seed: int = 0
             kw = round_kw.pop()
             plan.append((kw, kw))
     who = [voices[int(rng.integers(len(voices)))] for _ in plan]
-    audio_words = _utterances(who, [w for _, w in plan], rng, jitter, jobs, progress, "stream")
+    audio_words = speak_words(who, [w for _, w in plan], rng, jitter, jobs, progress, "stream")
     bank = _noise_bank(noise_npz, allow_pickle=allow_pickle)
     background = colored_noise(n_total, rng, kind="pink") * np.float32(noise_rms)
     if bank is not None:
@@ -392,7 +392,8 @@ class DemoResult:
     description: str = ""
 
 
-def _engines(spec: str | Sequence[str]) -> list[str]:
+def parse_engines(spec: str | Sequence[str]) -> list[str]:
+    """Engine names of a comma-separated ``--engines`` value (or a sequence); refuses unknown ones."""
     names = [e.strip() for e in spec.split(",")] if isinstance(spec, str) else list(spec)
     names = [e for e in names if e]
     bad = [e for e in names if e not in ENGINES]
@@ -445,7 +446,7 @@ def generate(*, out: str | Path | None = None, stream: str | Path | None = None,
     check_seed(seed)
     check_stream_seconds(stream_seconds)
     paths = _output_paths(out, stream, truth, noise_npz=noise_npz, force=force)
-    engine_list = _engines(engines)
+    engine_list = parse_engines(engines)
     voices = detect_voices(engines=engine_list, path=path)
     if not voices:
         raise NoEngineError(no_engine_message(engine_list))
@@ -483,7 +484,7 @@ def run(args: argparse.Namespace) -> int:
 
     Other problems raise :class:`KwsError` (caught by the command's ``run_main``).
     """
-    engines = _engines(args.engines)
+    engines = parse_engines(args.engines)
     if args.list_voices:
         voices = detect_voices(engines=engines)
         print(describe_voices(voices))

@@ -33,7 +33,8 @@ import numpy as np
 from kws.runtime.errors import DataError
 from kws.runtime.fileio import check_output, check_seed, npz_writer, read_text, write_atomically
 from kws.runtime.labels import KEYWORDS, UNKNOWN
-from kws.train.demo import CLIP_SAMPLES, Jitter, _engines, _place, _utterances, colored_noise, select_voices
+from kws.train.demo import (CLIP_SAMPLES, Jitter, colored_noise, parse_engines, place_word, select_voices,
+                             speak_words)
 from kws.train.tts import ENGINES, EXIT_NO_ENGINE, NoEngineError, Voice, detect_voices, no_engine_message
 
 logger = logging.getLogger(__name__)
@@ -150,8 +151,8 @@ def negatives_dataset(voices: Sequence[Voice], words: Sequence[str], *, clips_pe
         picks = np.resize(rng.permutation(len(voices)), clips_per_word)
         said += [w] * clips_per_word
         speakers += [voices[int(k)] for k in picks]
-    audio = _utterances(speakers, said, rng, jitter, jobs, progress, "speaking")
-    clips = [_place(a, rng, jitter, colored_noise(CLIP_SAMPLES, rng)) for a in audio]
+    audio = speak_words(speakers, said, rng, jitter, jobs, progress, "speaking")
+    clips = [place_word(a, rng, jitter, colored_noise(CLIP_SAMPLES, rng)) for a in audio]
     order = rng.permutation(len(clips))
     return {
         "wav_vals": np.stack(clips)[order].astype(np.float32),
@@ -196,7 +197,7 @@ def generate(*, out: str | Path, words: Sequence[str] | None = None, clips_per_w
     word_list = check_words(NEGATIVE_WORDS if words is None else words)
     out = Path(out)
     check_output(out, flag="--out", suffix=".npz", force=force, make_folder=True)
-    engine_list = _engines(engines)
+    engine_list = parse_engines(engines)
     found = detect_voices(engines=engine_list, path=path)
     if not found:
         raise NoEngineError(no_engine_message(engine_list))

@@ -34,7 +34,7 @@ from typing import Any, Sequence
 from kws.runtime.cli import configure_logging, run_main
 from kws.runtime.errors import EXIT_FAILURE, EXIT_OK, DataError, KwsError
 from kws.runtime.fileio import read_json
-from kws.runtime.scoring import SweepPoint, best_at_or_under, fa_per_hour, format_speaker_counts
+from kws.runtime.scoring import SweepPoint, best_at_or_under, fa_per_hour, format_speaker_counts, most_first
 
 logger = logging.getLogger(__name__)
 PROG = "kws-pool-streams"
@@ -204,11 +204,11 @@ def pool_false_accept_speakers(reports: Sequence[Report]) -> dict[str, Any]:
     report was scored at one threshold; otherwise (or when a report predates the field) the
     result says why not. Returns ``{"threshold", "counts", "why_not"}`` (counts None when not pooled).
     """
-    thresholds = sorted({r.threshold for r in reports}, key=lambda t: (t is None, t))
-    if any(r.false_accept_speakers is None for r in reports):
-        old = next(r for r in reports if r.false_accept_speakers is None)
+    old = next((r for r in reports if r.false_accept_speakers is None), None)
+    if old is not None:
         return {"threshold": None, "counts": None,
                 "why_not": f"{old.path} has no false_accept_speakers (score it again with this kws-eval-stream)"}
+    thresholds = sorted({r.threshold for r in reports}, key=lambda t: (t is None, t))
     if len(thresholds) != 1 or thresholds[0] is None:
         shown = ", ".join("?" if t is None else f"{t:.2f}" for t in thresholds)
         return {"threshold": None, "counts": None,
@@ -218,8 +218,7 @@ def pool_false_accept_speakers(reports: Sequence[Report]) -> dict[str, Any]:
     for report in reports:
         for speaker, n in report.false_accept_speakers.items():
             counts[speaker] = counts.get(speaker, 0) + n
-    return {"threshold": thresholds[0], "why_not": None,
-            "counts": dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))}
+    return {"threshold": thresholds[0], "why_not": None, "counts": most_first(counts)}
 
 
 def read_columns(points: Sequence[SweepPoint], targets: Sequence[float]) -> list[dict[str, Any]]:

@@ -450,7 +450,7 @@ def match_detections(detections: Sequence[Any], truth: Truth, *, tolerance_s: fl
         n_detections=n_det, per_keyword=per_keyword, confusions=dict(sorted(confusions.items())),
         outcomes=tuple(outcomes), detection_outcomes=tuple(det_outcomes),
         detection_clips=tuple(det_clips), false_accept_clips=fa_clips,
-        false_accept_speakers=dict(sorted(by_speaker.items(), key=lambda kv: (-kv[1], kv[0]))))
+        false_accept_speakers=most_first(by_speaker))
 
 
 # -------------------------------------------------------------------------------------------
@@ -530,6 +530,11 @@ def best_at_or_under(points: Sequence[SweepPoint], target_fa_per_hour: float) ->
     if not ok:
         return None
     return max(ok, key=lambda p: (p.hits, -p.false_accepts, p.threshold))
+
+
+def most_first(counts: Mapping[str, int]) -> dict[str, int]:
+    """``counts`` ordered by count, largest first, then by name (how reports list speakers)."""
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 #: Speakers named in a report's line of false accepts by speaker (all of them are in --json).

@@ -25,6 +25,7 @@ import logging
 import os
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -91,6 +92,9 @@ EVERYDAY_WORDS: tuple[str, ...] = (
 #: The built-in vocabulary of ``kws-data tts-negatives``: confusables first, then everyday words.
 NEGATIVE_WORDS: tuple[str, ...] = tuple(dict.fromkeys(
     [w for words in CONFUSABLE_WORDS.values() for w in words] + list(EVERYDAY_WORDS)))
+
+#: Engines used unless ``--engines`` says otherwise: festival is left out, being slow.
+DEFAULT_ENGINES: tuple[str, ...] = tuple(e for e in ENGINES if e != "festival")
 
 _WORD_RE = re.compile(r"^[a-z][a-z' -]*[a-z]$|^[a-z]$")
 
@@ -173,22 +177,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="clips of each word, each by another voice where possible (default 8)")
     parser.add_argument("--voices", type=int, default=400, dest="n_voices",
                         help="how many synthetic speakers to use at most (default 400)")
-    parser.add_argument("--engines", default=",".join(e for e in ENGINES if e != "festival"),
-                        help="comma-separated engines to use (default espeak-ng,flite,mbrola: festival is slow)")
+    parser.add_argument("--engines", default=",".join(DEFAULT_ENGINES),
+                        help=f"comma-separated engines to use (default {','.join(DEFAULT_ENGINES)}: festival is slow)")
     parser.add_argument("--seed", type=int, default=0, help="random seed, an integer >= 0 (default 0)")
     parser.add_argument("--jobs", type=int, default=2, help="engine processes at once (default 2)")
     parser.add_argument("--list-words", action="store_true", help="print the built-in words and exit")
     parser.add_argument("--force", action="store_true", help="overwrite an existing NEG.npz")
 
 
+@dataclass(frozen=True)
+class NegativesResult:
+    """What :func:`generate` wrote."""
+
+    npz: Path
+    n_clips: int
+    n_words: int
+    voices: tuple[Voice, ...]   # the voices that spoke at least one clip
+
+
 def generate(*, out: str | Path, words: Sequence[str] | None = None, clips_per_word: int = 8,
-             n_voices: int = 400, engines: str | Sequence[str] = ("espeak-ng", "flite", "mbrola"),
+             n_voices: int = 400, engines: str | Sequence[str] = DEFAULT_ENGINES,
              seed: int = 0, jobs: int = 2, force: bool = False, progress: bool = True,
-             path: str | None = None) -> tuple[Path, int, list[Voice]]:
+             path: str | None = None) -> NegativesResult:
     """Check every input, detect the engines, speak, and write ``out`` atomically.
 
-    Returns the path, the number of clips and the voices used. Raises :class:`NoEngineError`
-    when none of ``engines`` is installed, :class:`DataError` for bad input.
+    Raises :class:`NoEngineError` when none of ``engines`` is installed, :class:`DataError` for
+    bad input.
     """
     for name, value in (("--clips-per-word", clips_per_word), ("--voices", n_voices), ("--jobs", jobs)):
         if value < 1:
@@ -205,9 +219,12 @@ def generate(*, out: str | Path, words: Sequence[str] | None = None, clips_per_w
     data = negatives_dataset(voices, word_list, clips_per_word=clips_per_word, seed=seed, jobs=jobs,
                              progress=progress)
     write_atomically([(out, npz_writer(data))])
-    logger.info("wrote %s: %d clips of %d words by %d voices", out, len(data["wav_vals"]), len(word_list),
-                len(set(data["speaker"].tolist())))
-    return out, len(data["wav_vals"]), voices
+    spoke = set(data["speaker"].tolist())
+    result = NegativesResult(out, len(data["wav_vals"]), len(word_list),
+                             tuple(v for v in voices if v.speaker in spoke))
+    logger.info("wrote %s: %d clips of %d words by %d voices", out, result.n_clips, result.n_words,
+                len(result.voices))
+    return result
 
 
 def run(args: argparse.Namespace) -> int:
@@ -220,13 +237,13 @@ def run(args: argparse.Namespace) -> int:
         raise DataError("nothing to write: give --out NEG.npz (or --list-words)")
     words = read_words(args.words) if args.words is not None else None
     try:
-        out, n, voices = generate(out=args.out, words=words, clips_per_word=args.clips_per_word,
-                                  n_voices=args.n_voices, engines=args.engines, seed=args.seed, jobs=args.jobs,
-                                  force=args.force, progress=os.isatty(2))
+        res = generate(out=args.out, words=words, clips_per_word=args.clips_per_word, n_voices=args.n_voices,
+                       engines=args.engines, seed=args.seed, jobs=args.jobs, force=args.force,
+                       progress=os.isatty(2))
     except NoEngineError as exc:
         print(f"kws-data tts-negatives: {exc}", file=sys.stderr, flush=True)
         return EXIT_NO_ENGINE
-    n_words = len(words) if words is not None else len(NEGATIVE_WORDS)
-    print(f"{out}: {n} clips of {n_words} words, label {UNKNOWN}, {len(voices)} voices "
-          f"({', '.join(sorted({v.engine for v in voices}))}); train with: kws-train ... --extra-train {out}")
+    print(f"{res.npz}: {res.n_clips} clips of {res.n_words} words, label {UNKNOWN}, {len(res.voices)} voices "
+          f"({', '.join(sorted({v.engine for v in res.voices}))}); "
+          f"train with: kws-train ... --extra-train {res.npz}")
     return 0
